@@ -1,0 +1,42 @@
+# Two commands on a fresh machine:  make reproduce   |   make test
+# Every target creates .venv and installs the package itself; nothing is installed by hand.
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.xairepro-installed
+PYTEST := $(BIN)/python -m pytest
+
+.PHONY: help venv reproduce test test-slow test-all benchmarks browser clean
+
+help:
+	@echo "make reproduce   run the quick reproduction on bundled data -> results/quick"
+	@echo "make test        run the default test suite (< 20 min on 2 cores)"
+	@echo "make test-slow   run the heavier tests marked 'slow'"
+	@echo "make benchmarks  run benchmarks/*.py and print their tables"
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev,distributed]'
+	touch $(STAMP)
+
+reproduce: $(STAMP)
+	$(BIN)/xairepro reproduce --preset quick --out results/quick
+
+test: $(STAMP)
+	$(PYTEST) -q
+
+test-slow: $(STAMP)
+	$(PYTEST) -q -m slow
+
+test-all: $(STAMP)
+	$(PYTEST) -q -m 'slow or not slow'
+
+benchmarks: $(STAMP)
+	for f in benchmarks/*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done
+
+clean:
+	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache results

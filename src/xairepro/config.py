@@ -1,0 +1,100 @@
+"""Typed configuration: omegaconf structured dataclasses are the one source of defaults.
+
+    cfg = resolve_config(TrainConfig, file="exp.yaml", overrides=["epochs=5", "optim.lr=0.1"])
+
+returns a plain ``TrainConfig`` instance.  Unknown keys, wrong types and unparsable values
+raise :class:`~xairepro.errors.ConfigError` with a one-line reason.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from xairepro.errors import ConfigError
+
+T = TypeVar("T")
+
+__all__ = ["MISSING", "resolve_config", "config_to_dict", "config_hash", "parse_overrides"]
+
+
+def parse_overrides(overrides: Sequence[str]) -> list[str]:
+    """Check ``key=value`` syntax of CLI overrides; return them unchanged."""
+    out = []
+    for item in overrides:
+        key, sep, _ = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"override {item!r} is not of the form key=value")
+        out.append(item)
+    return out
+
+
+def _one_line(exc: OmegaConfBaseException) -> str:
+    msg = str(exc).strip().splitlines()[0]
+    key = getattr(exc, "full_key", None)
+    if key and key not in msg:
+        msg = f"{key}: {msg}"
+    return msg
+
+
+def resolve_config(
+    schema: type[T] | T,
+    *,
+    file: str | os.PathLike[str] | None = None,
+    overrides: Sequence[str] = (),
+    values: Mapping[str, Any] | None = None,
+) -> T:
+    """Merge defaults (``schema``), a YAML ``file``, a mapping of ``values`` and dotted ``overrides``.
+
+    Later sources win.  Returns an instance of the schema's dataclass with every field typed.
+    """
+    try:
+        cfg: DictConfig = OmegaConf.structured(schema)
+        OmegaConf.set_struct(cfg, True)
+        if file is not None:
+            path = Path(file)
+            if not path.is_file():
+                raise ConfigError(f"config file {str(path)!r} does not exist")
+            cfg = OmegaConf.merge(cfg, OmegaConf.load(path))
+        if values:
+            cfg = OmegaConf.merge(cfg, OmegaConf.create(dict(values)))
+        if overrides:
+            cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(parse_overrides(overrides)))
+        obj = OmegaConf.to_object(cfg)
+    except ConfigError:
+        raise
+    except OmegaConfBaseException as exc:
+        raise ConfigError(f"invalid configuration: {_one_line(exc)}") from None
+    except Exception as exc:  # yaml syntax errors and the like
+        raise ConfigError(f"invalid configuration: {str(exc).strip().splitlines()[0]}") from None
+    validate = getattr(obj, "validate", None)
+    if callable(validate):
+        validate()
+    return obj  # type: ignore[return-value]
+
+
+def config_to_dict(cfg: Any) -> dict[str, Any]:
+    """A JSON-ready dict of a dataclass config (enums as their values, paths as strings)."""
+    if dataclasses.is_dataclass(cfg) and not isinstance(cfg, type):
+        raw = OmegaConf.to_container(OmegaConf.structured(cfg), resolve=True, enum_to_str=True)
+    elif isinstance(cfg, DictConfig):
+        raw = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
+    elif isinstance(cfg, Mapping):
+        raw = dict(cfg)
+    else:
+        raise TypeError(f"cannot turn {type(cfg).__name__} into a config dict")
+    return json.loads(json.dumps(raw, default=str, sort_keys=True))
+
+
+def config_hash(cfg: Any, length: int = 16) -> str:
+    """Stable hex hash of a config's resolved values (key order and Python hash seed do not matter)."""
+    blob = json.dumps(config_to_dict(cfg), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:length]

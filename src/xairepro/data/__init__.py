@@ -1,0 +1,1 @@
+"""Data sets: registry, offline-first loaders, bundled and generated sets, transforms, splits."""

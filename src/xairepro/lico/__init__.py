@@ -1,0 +1,1 @@
+"""LICO: prompt learner, frozen text encoders, manifold-matching and optimal-transport losses."""

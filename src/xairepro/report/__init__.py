@@ -1,0 +1,1 @@
+"""Report: Markdown and self-contained HTML with tables beside the published numbers."""

@@ -1,0 +1,1 @@
+"""One training engine (lightning-fabric): schedules, EMA, early stopping, checkpoints, resume, objectives."""
