@@ -1,0 +1,343 @@
+"""Label-free feature importance: exact oracles on a linear encoder, invariances, state, errors."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from captum.attr import GradientShap, IntegratedGradients, Saliency
+from torch import nn
+
+from xairepro.errors import UsageError
+from xairepro.explain import LabelFreeAttribution
+
+DT = torch.float64
+
+
+def linear_encoder(w: torch.Tensor) -> nn.Module:
+    enc = nn.Linear(w.shape[1], w.shape[0], bias=False).to(DT)
+    with torch.no_grad():
+        enc.weight.copy_(w)
+    return enc
+
+
+@pytest.fixture
+def linear() -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
+    gen = torch.Generator().manual_seed(1)
+    w = torch.randn(3, 6, generator=gen, dtype=DT)
+    x = torch.randn(5, 6, generator=gen, dtype=DT)
+    return linear_encoder(w), w, x
+
+
+class ConvEncoder(nn.Module):
+    """A small nonlinear image encoder with BatchNorm and dropout (eval mode matters)."""
+
+    def __init__(self, d: int = 3) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 4, 3, padding=1)
+        self.bn = nn.BatchNorm2d(4)
+        self.act = nn.Tanh()
+        self.drop = nn.Dropout(0.5)
+        self.fc = nn.Linear(4 * 6 * 6, d)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.drop(self.act(self.bn(self.conv(x))))
+        return self.fc(h.flatten(1))
+
+
+@pytest.fixture
+def conv() -> tuple[nn.Module, torch.Tensor]:
+    torch.manual_seed(3)
+    enc = ConvEncoder().to(DT)
+    with torch.no_grad():
+        enc.bn.running_mean.uniform_(-0.2, 0.2)
+        enc.bn.running_var.uniform_(0.5, 1.5)
+    x = torch.rand(4, 1, 6, 6, dtype=DT)
+    return enc, x
+
+
+# ---------------------------------------------------------------- linear oracle f(x) = W x
+@pytest.mark.parametrize("method", ["integrated_gradients", "gradient_shap", IntegratedGradients, GradientShap])
+def test_linear_ig_and_gradient_shap_give_x_times_wtwx_on_every_row(linear, method):
+    enc, w, x = linear
+    attr = LabelFreeAttribution(enc, method).attribute(x, baselines=torch.zeros(6, dtype=DT))
+    expected = x * ((x @ w.T) @ w)
+    torch.testing.assert_close(attr, expected, rtol=1e-6, atol=1e-7)
+
+
+def test_bug_compatible_gradient_shap_pairs_rows_with_the_wrong_anchor(linear):
+    enc, w, x = linear
+    n_samples = 5
+    fixed = LabelFreeAttribution(enc, "gradient_shap").attribute(x)
+    bug = LabelFreeAttribution(enc, "gradient_shap", bug_compatible=True).attribute(x)
+    # the original tiling: expanded row (b, k) = b * K + k meets anchor number (b * K + k) mod B
+    anchors = x @ w.T
+    expected_bug = torch.stack([
+        torch.stack([x[b] * (anchors[(b * n_samples + k) % len(x)] @ w) for k in range(n_samples)]).mean(0)
+        for b in range(len(x))
+    ])
+    torch.testing.assert_close(bug, expected_bug, rtol=1e-9, atol=1e-10)
+    assert (bug - fixed).abs().max() > 1e-2
+    torch.testing.assert_close(fixed, x * (anchors @ w), rtol=1e-9, atol=1e-10)
+
+
+def test_completeness_sum_equals_squared_latent_norm(linear):
+    enc, w, x = linear
+    attr = LabelFreeAttribution(enc, "integrated_gradients").attribute(x)
+    torch.testing.assert_close(attr.sum(1), ((x @ w.T) ** 2).sum(1), rtol=1e-6, atol=1e-7)
+
+
+def test_invariant_under_rotation_of_the_latent_space(linear):
+    enc, w, x = linear
+    q, _ = torch.linalg.qr(torch.randn(3, 3, generator=torch.Generator().manual_seed(7), dtype=DT))
+    rotated = linear_encoder(q @ w)
+    for method in ("integrated_gradients", "gradient_shap", "saliency"):
+        a = LabelFreeAttribution(enc, method).attribute(x)
+        b = LabelFreeAttribution(rotated, method).attribute(x)
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-10)
+
+
+def test_saliency_is_abs_wtwx(linear):
+    enc, w, x = linear
+    attr = LabelFreeAttribution(enc, "saliency").attribute(x)
+    torch.testing.assert_close(attr, ((x @ w.T) @ w).abs(), rtol=1e-12, atol=1e-12)
+    attr_class = LabelFreeAttribution(enc, Saliency).attribute(x)
+    torch.testing.assert_close(attr_class, attr)
+
+
+def test_per_unit_ig_maps_are_abs_latent_times_input_times_row(linear):
+    enc, w, x = linear
+    maps = LabelFreeAttribution(enc, "integrated_gradients").attribute_per_unit(x)
+    expected = ((x @ w.T)[:, :, None] * x[:, None, :] * w[None]).abs()
+    assert maps.shape == (5, 3, 6)
+    torch.testing.assert_close(maps, expected, rtol=1e-6, atol=1e-7)
+    sal = LabelFreeAttribution(enc, "saliency").attribute_per_unit(x)
+    torch.testing.assert_close(sal, ((x @ w.T)[:, :, None] * w[None]).abs(), rtol=1e-12, atol=1e-12)
+
+
+def test_ig_bug_compatible_mode_is_right_because_ig_expands_with_repeat(linear):
+    enc, _, x = linear
+    a = LabelFreeAttribution(enc, "integrated_gradients").attribute(x)
+    b = LabelFreeAttribution(enc, "integrated_gradients", bug_compatible=True).attribute(x)
+    torch.testing.assert_close(a, b)
+
+
+# ---------------------------------------------------------------- invariances on a nonlinear encoder
+METHODS = [
+    ("saliency", {}),
+    ("integrated_gradients", {"n_steps": 20}),
+    ("integrated_gradients", {"n_steps": 20, "internal_batch_size": 7}),
+    ("gradient_shap", {}),
+    ("gradient_shap", {"n_samples": 4, "stdevs": 0.1, "internal_batch_size": 5}),
+    ("input_x_gradient", {}),
+    ("deeplift", {}),
+    ("guided_backprop", {}),
+    ("feature_ablation", {}),
+]
+
+
+@pytest.mark.parametrize(("method", "kwargs"), METHODS)
+def test_batch_equals_one_by_one_under_a_fixed_seed(conv, method, kwargs):
+    enc, x = conv
+    lf = LabelFreeAttribution(enc, method)
+    batch = lf.attribute(x, seed=5, **kwargs)
+    single = torch.cat([lf.attribute(x[i:i + 1], seed=5, **kwargs) for i in range(len(x))])
+    torch.testing.assert_close(batch, single, rtol=1e-9, atol=1e-12)
+    assert batch.shape == x.shape and batch.abs().sum() > 0
+
+
+@pytest.mark.parametrize("method", ["integrated_gradients", "gradient_shap", "saliency"])
+def test_per_unit_batch_equals_one_by_one(conv, method):
+    enc, x = conv
+    lf = LabelFreeAttribution(enc, method)
+    batch = lf.attribute_per_unit(x, seed=2)
+    single = torch.cat([lf.attribute_per_unit(x[i:i + 1], seed=2) for i in range(len(x))])
+    assert batch.shape == (4, 3, 1, 6, 6)
+    torch.testing.assert_close(batch, single, rtol=1e-9, atol=1e-12)
+
+
+def test_bug_compatible_gradient_shap_differs_at_batch_above_one_and_agrees_at_one(conv):
+    enc, x = conv
+    fixed = LabelFreeAttribution(enc, "gradient_shap")
+    bug = LabelFreeAttribution(enc, "gradient_shap", bug_compatible=True)
+    assert (fixed.attribute(x, seed=1) - bug.attribute(x, seed=1)).abs().max() > 1e-3
+    for i in range(len(x)):
+        torch.testing.assert_close(fixed.attribute(x[i:i + 1], seed=1), bug.attribute(x[i:i + 1], seed=1))
+
+
+def test_seed_fixes_gradient_shap_and_different_seeds_differ(conv):
+    enc, x = conv
+    lf = LabelFreeAttribution(enc, "gradient_shap")
+    torch.testing.assert_close(lf.attribute(x, seed=3), lf.attribute(x, seed=3), rtol=0, atol=0)
+    assert (lf.attribute(x, seed=3) - lf.attribute(x, seed=4)).abs().max() > 1e-6
+
+
+def test_gradient_shap_sampler_matches_captum_and_ig_in_expectation(conv):
+    """Our seeded sampler and captum's GradientShap estimate the same expectation (= IG for one baseline)."""
+    enc, x = conv
+    enc.eval()
+    x1 = x[:1]
+    with torch.no_grad():
+        anchor = enc(x1)
+
+    def g(inp: torch.Tensor) -> torch.Tensor:
+        return (enc(inp) * anchor).sum(-1)
+
+    ours = LabelFreeAttribution(enc, "gradient_shap").attribute(x1, seed=0, n_samples=4000)
+    torch.manual_seed(0)
+    ref = GradientShap(g).attribute(x1, baselines=torch.zeros_like(x1), n_samples=4000)
+    ig = IntegratedGradients(g).attribute(x1, n_steps=200)
+    scale = ig.abs().max()
+    assert (ours - ig).abs().max() < 0.08 * scale
+    assert (ref - ig).abs().max() < 0.08 * scale
+    assert (ours - ref).abs().max() < 0.12 * scale
+
+
+# ---------------------------------------------------------------- baselines
+def test_baseline_forms(conv):
+    enc, x = conv
+    lf = LabelFreeAttribution(enc, "integrated_gradients")
+    mean = x.mean(0)
+    a_mean = lf.attribute(x, baselines=mean, n_steps=10)
+    a_rows = lf.attribute(x, baselines=mean.expand_as(x).clone(), n_steps=10)
+    a_call = lf.attribute(x, baselines=lambda t: mean.expand_as(t), n_steps=10)
+    torch.testing.assert_close(a_mean, a_rows)
+    torch.testing.assert_close(a_mean, a_call)
+    a_num = lf.attribute(x, baselines=0.0, n_steps=10)
+    torch.testing.assert_close(a_num, lf.attribute(x, n_steps=10))
+    # completeness with a non-zero baseline: sum = g_x(x) - g_x(b)
+    enc.eval()
+    with torch.no_grad():
+        z = enc(x)
+        expected = (z * z).sum(1) - (z * enc(mean.expand_as(x))).sum(1)
+    torch.testing.assert_close(lf.attribute(x, baselines=mean, n_steps=200).flatten(1).sum(1), expected,
+                               rtol=1e-3, atol=1e-4)
+
+
+def test_blur_baseline_is_the_callable_blur():
+    from xairepro.metrics.consistency import gaussian_blur
+
+    torch.manual_seed(0)
+    enc = nn.Sequential(nn.Flatten(), nn.Linear(3 * 24 * 24, 4), nn.Tanh())
+    x = torch.rand(2, 3, 24, 24)
+    lf = LabelFreeAttribution(enc, "integrated_gradients")
+    torch.testing.assert_close(lf.attribute(x, baselines="blur", n_steps=8),
+                               lf.attribute(x, baselines=gaussian_blur, n_steps=8))
+
+
+def test_gradient_shap_baseline_distribution_and_callable_rows(conv):
+    enc, x = conv
+    lf = LabelFreeAttribution(enc, "gradient_shap")
+    dist = torch.rand(7, 1, 6, 6, dtype=DT)
+    a = lf.attribute(x, baselines=dist, seed=0)
+    b = torch.cat([lf.attribute(x[i:i + 1], baselines=dist, seed=0) for i in range(4)])
+    torch.testing.assert_close(a, b)
+    rows = lf.attribute(x, baselines=lambda t: 0.5 * t, seed=0)
+    one = torch.cat([lf.attribute(x[i:i + 1], baselines=lambda t: 0.5 * t, seed=0) for i in range(4)])
+    torch.testing.assert_close(rows, one)
+
+
+# ---------------------------------------------------------------- token encoders: attribution at the embedding
+class TokenEncoder(nn.Module):
+    def __init__(self, vocab: int = 11, dim: int = 5, d: int = 3) -> None:
+        super().__init__()
+        self.embedding = nn.Embedding(vocab, dim, padding_idx=0)
+        self.fc = nn.Linear(dim, d, bias=False)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.embedding(ids).mean(1))
+
+
+def test_embedding_layer_ig_matches_the_linear_oracle():
+    torch.manual_seed(0)
+    enc = TokenEncoder().to(DT)
+    ids = torch.tensor([[1, 4, 7, 2], [3, 3, 9, 10], [5, 0, 6, 8]])
+    lf = LabelFreeAttribution(enc, "integrated_gradients", layer=enc.embedding)
+    attr = lf.attribute(ids, baselines=torch.zeros_like(ids))
+    with torch.no_grad():
+        e = enc.embedding(ids)                      # (B, T, E)
+        z = enc(ids)                                # (B, d)
+        expected = (e * (z @ enc.fc.weight)[:, None, :]).sum(-1) / ids.shape[1]
+    assert attr.shape == ids.shape
+    torch.testing.assert_close(attr, expected, rtol=1e-6, atol=1e-8)
+    torch.testing.assert_close(attr.sum(1), (z * z).sum(1), rtol=1e-6, atol=1e-8)
+    full = LabelFreeAttribution(enc, "integrated_gradients", layer=enc.embedding, layer_reduce=None)
+    assert full.attribute(ids, baselines=torch.zeros_like(ids)).shape == (3, 4, 5)
+    batch_vs_single = torch.cat([lf.attribute(ids[i:i + 1], baselines=torch.zeros_like(ids[:1])) for i in range(3)])
+    torch.testing.assert_close(attr, batch_vs_single)
+
+
+# ---------------------------------------------------------------- the caller's objects are left alone
+def test_encoder_state_and_inputs_are_restored(conv):
+    enc, x = conv
+    enc.train()
+    enc.fc.weight.grad = torch.ones_like(enc.fc.weight)
+    enc.conv.weight.requires_grad_(False)
+    stats = enc.bn.running_mean.clone()
+    x_before = x.clone()
+    for method in ("integrated_gradients", "gradient_shap", "saliency", "deeplift"):
+        LabelFreeAttribution(enc, method).attribute(x)
+        LabelFreeAttribution(enc, method).attribute_per_unit(x)
+    assert enc.training and enc.bn.training and enc.drop.training
+    assert torch.equal(enc.fc.weight.grad, torch.ones_like(enc.fc.weight))
+    assert enc.conv.bias.grad is None and not enc.conv.weight.requires_grad and enc.fc.bias.requires_grad
+    assert torch.equal(enc.bn.running_mean, stats)
+    assert torch.equal(x, x_before) and not x.requires_grad
+    assert not enc.conv._forward_hooks and not enc.act._forward_hooks and not enc.act._backward_hooks
+
+
+def test_state_restored_after_an_error(conv):
+    enc, x = conv
+    enc.train()
+
+    def bad_baseline(t: torch.Tensor) -> torch.Tensor:
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        LabelFreeAttribution(enc, "integrated_gradients").attribute(x, baselines=bad_baseline)
+    assert enc.training and enc.bn.training
+
+
+def test_train_mode_would_change_the_answer_so_eval_mode_matters(conv):
+    enc, x = conv
+    enc.train()
+    a = LabelFreeAttribution(enc, "saliency").attribute(x)
+    enc.eval()
+    b = LabelFreeAttribution(enc, "saliency").attribute(x)
+    torch.testing.assert_close(a, b)
+
+
+# ---------------------------------------------------------------- bad input
+def test_bad_inputs_give_clear_errors(conv):
+    enc, x = conv
+    lf = LabelFreeAttribution(enc, "integrated_gradients")
+    with pytest.raises(UsageError, match=r"baselines have shape \(1, 5, 5\)"):
+        lf.attribute(x, baselines=torch.zeros(1, 5, 5, dtype=DT))
+    with pytest.raises(UsageError, match="3 rows but x has 4"):
+        lf.attribute(x, baselines=torch.zeros(3, 1, 6, 6, dtype=DT))
+    with pytest.raises(UsageError, match="callable returned"):
+        lf.attribute(x, baselines=lambda t: t[:, :, :3])
+    with pytest.raises(UsageError, match="2-D"):
+        LabelFreeAttribution(nn.Conv2d(1, 2, 3), "saliency").attribute(x.float())
+    with pytest.raises(UsageError, match="one \\(batch, d\\) tensor"):
+        LabelFreeAttribution(_TupleEncoder(), "saliency").attribute(torch.rand(2, 4))
+    with pytest.raises(UsageError, match="unknown method"):
+        LabelFreeAttribution(enc, "gradcam")
+    with pytest.raises(UsageError, match="not an instance"):
+        LabelFreeAttribution(enc, Saliency(enc))
+    with pytest.raises(UsageError, match="takes no baselines"):
+        LabelFreeAttribution(enc, "saliency").attribute(x, baselines=0.0)
+    with pytest.raises(UsageError, match="float inputs"):
+        lf.attribute(torch.ones(2, 1, 6, 6, dtype=torch.long))
+    with pytest.raises(UsageError, match="set by the label-free wrapper"):
+        lf.attribute(x, target=0)
+    with pytest.raises(UsageError, match="layer method"):
+        LabelFreeAttribution(enc, __import__("captum").attr.LayerIntegratedGradients)
+
+
+class _TupleEncoder(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 2)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.fc(x), self.fc(x)
