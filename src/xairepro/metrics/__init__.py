@@ -46,7 +46,13 @@ def __getattr__(name: str) -> Any:
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'xairepro.metrics' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
+    mod = importlib.import_module(module)
+    # bind every name of that module: importing a submodule named like one of its functions
+    # (``insertion_deletion``) sets the package attribute to the submodule, shadowing the function
+    for other, where in _EXPORTS.items():
+        if where == module and hasattr(mod, other):
+            globals()[other] = getattr(mod, other)
+    value = getattr(mod, name)
     globals()[name] = value
     return value
 
