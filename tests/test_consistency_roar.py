@@ -1,0 +1,93 @@
+"""ROAR: retraining from the same initial weights through the engine, on data with features removed."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from xairepro import train
+from xairepro.errors import UsageError
+from xairepro.metrics import roar
+from xairepro.metrics.consistency import topk_masks
+from xairepro.metrics.roar import RoarResult, removed_inputs
+
+
+class RecordingObjective(train.AutoencoderObjective):
+    """Records, at every training step, the first weight seen and the inputs trained on."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    def loss(self, model, batch):
+        if torch.is_grad_enabled():
+            weight = next(p for p in model.parameters()).detach().clone()
+            self.seen.append((weight, batch[0].detach().clone()))
+        return super().loss(model, batch)
+
+
+def tiny_ae() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Flatten(), nn.Linear(16, 3), nn.Tanh(), nn.Linear(3, 16), nn.Unflatten(1, (1, 4, 4)))
+
+
+def test_removed_inputs_zero_exactly_the_top_positions():
+    x = torch.rand(3, 2, 4, 4) + 0.1
+    attr = torch.randn(3, 2, 4, 4)
+    out = removed_inputs(x, attr, 0.25)
+    masks = topk_masks(attr, [0.25])[0]
+    assert torch.equal(out == 0, masks.unsqueeze(1).expand_as(x))
+    assert (x > 0).all()  # input untouched
+
+
+def test_roar_retrains_from_the_same_initial_weights_on_masked_data():
+    gen = torch.Generator().manual_seed(1)
+    x_train, x_test = torch.rand(12, 1, 4, 4, generator=gen) + 0.1, torch.rand(6, 1, 4, 4, generator=gen)
+    attr = torch.randn(12, 1, 4, 4, generator=gen)
+    model = tiny_ae()
+    init = {k: v.clone() for k, v in model.state_dict().items()}
+    objective = RecordingObjective()
+    cfg = train.TrainConfig(epochs=1, batch_size=12, seed=0, accelerator="cpu")
+    result = roar(model, objective, x_train, x_test, {"IG": attr, "same": attr.clone()}, [0.0, 0.25, 0.5],
+                  train_config=cfg, initial_state=init)
+    assert isinstance(result, RoarResult)
+    assert result.fractions == [0.0, 0.25, 0.5]
+    # 1 shared unmodified run + 2 methods x 2 fractions, one step each, all from the same weights
+    assert len(objective.seen) == 5
+    for weight, _ in objective.seen:
+        torch.testing.assert_close(weight, init["1.weight"])
+    zero_shares = [float((x == 0).float().mean()) for _, x in objective.seen]
+    assert zero_shares == pytest.approx([0.0, 0.25, 0.5, 0.25, 0.5])
+    # identical attributions, identical retraining
+    assert result.test_loss["IG"] == result.test_loss["same"]
+    assert result.test_loss["IG"][0] == result.test_loss["same"][0]
+    # the caller's model is untouched
+    for k, v in model.state_dict().items():
+        torch.testing.assert_close(v, init[k])
+    rows = result.rows()
+    assert len(rows) == 6 and {"method", "fraction", "test_loss"} <= set(rows[0])
+
+
+def test_roar_random_control_and_resume(tmp_path):
+    x = torch.rand(10, 1, 4, 4)
+    cfg = train.TrainConfig(epochs=2, batch_size=5, seed=0, accelerator="cpu")
+    a = roar(tiny_ae(), train.AutoencoderObjective(), x, x[:4], {"Random": "random"}, [0.0, 0.5],
+             train_config=cfg, out_dir=tmp_path, seed=3)
+    assert (tmp_path / "Random" / "p50").is_dir() and (tmp_path / "unmodified").is_dir()
+    b = roar(tiny_ae(), train.AutoencoderObjective(), x, x[:4], {"Random": "random"}, [0.0, 0.5],
+             train_config=cfg, seed=3)
+    assert a.test_loss == b.test_loss
+    assert all(v > 0 for v in a.test_loss["Random"])
+
+
+def test_roar_bad_input():
+    x = torch.rand(4, 1, 4, 4)
+    with pytest.raises(UsageError, match="fractions"):
+        roar(tiny_ae(), train.AutoencoderObjective(), x, x, {"r": "random"}, [2.0])
+    with pytest.raises(UsageError, match="empty"):
+        roar(tiny_ae(), train.AutoencoderObjective(), x, x, {}, [0.1])
+    with pytest.raises(UsageError, match="attributions have shape"):
+        roar(tiny_ae(), train.AutoencoderObjective(), x, x, {"r": torch.rand(4, 3)}, [0.1])
+    with pytest.raises(UsageError, match="x_test examples"):
+        roar(tiny_ae(), train.AutoencoderObjective(), x, torch.rand(2, 1, 5, 5), {"r": "random"}, [0.1])
