@@ -65,9 +65,10 @@ class GroupCAM:
         maps = torch.stack([g.sum(dim=1) for g in torch.tensor_split(weighted, n_groups, dim=1)], dim=1)
         maps = F.relu(maps)
         if self.denoise_percentile is not None:
-            flat = maps.flatten(2).float()
-            theta = torch.quantile(flat, self.denoise_percentile / 100.0, dim=2, keepdim=True)
-            maps = torch.where(flat > theta, flat, torch.zeros_like(flat)).view_as(maps).to(maps.dtype)
+            flat = maps.flatten(2)
+            theta = torch.quantile(flat.to(torch.promote_types(flat.dtype, torch.float32)),
+                                   self.denoise_percentile / 100.0, dim=2, keepdim=True).to(flat.dtype)
+            maps = torch.where(flat > theta, flat, torch.zeros_like(flat)).view_as(maps)
         maps = F.interpolate(maps, size=size, mode="bilinear", align_corners=False)
         flat = maps.flatten(2)
         low = flat.min(dim=2, keepdim=True).values
@@ -90,7 +91,7 @@ class GroupCAM:
                 blurred = gaussian_blur(xs, self.blur_kernel, self.blur_sigma)
                 base = torch.cat([self._probs(blurred[i:i + self.batch_size], t[i:i + self.batch_size])
                                   for i in range(0, b, self.batch_size)])
-                scores = torch.empty(b * n_groups, device=x.device, dtype=torch.float32)
+                scores = torch.empty(b * n_groups, device=x.device, dtype=base.dtype)
                 for start in range(0, b * n_groups, self.batch_size):
                     idx = torch.arange(start, min(start + self.batch_size, b * n_groups), device=x.device)
                     img, grp = idx // n_groups, idx % n_groups
@@ -103,7 +104,8 @@ class GroupCAM:
 
     def _probs(self, images: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
         logits = self.model(images)
-        return torch.softmax(logits.float(), dim=1).gather(1, classes[:, None].to(logits.device))[:, 0]
+        logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
+        return torch.softmax(logits, dim=1).gather(1, classes[:, None].to(logits.device))[:, 0]
 
     def __repr__(self) -> str:
         return (f"GroupCAM(groups={self.groups}, blur=({self.blur_kernel}, {self.blur_sigma}), "

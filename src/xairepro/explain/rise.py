@@ -125,16 +125,18 @@ class RISE:
         with preserved_state(self.model), torch.inference_mode():
             logits = torch.cat([self.model(xs[i:i + self.batch_size]) for i in range(0, b, self.batch_size)])
             t = resolve_targets(target, logits, b, x.device)
-            sal = torch.zeros(b, h * w, device=x.device, dtype=torch.float32)
+            dtype = torch.promote_types(xs.dtype, torch.float32)
+            flat_masks = flat_masks.to(dtype)
+            sal = torch.zeros(b, h * w, device=x.device, dtype=dtype)
             starts = range(0, b * n, self.batch_size)
             for start in progress(starts, enabled=self.show_progress, desc="RISE", total=len(starts)):
                 idx = torch.arange(start, min(start + self.batch_size, b * n), device=x.device)
                 img, msk = idx // n, idx % n
                 out = self.model(xs[img] * masks[msk][:, None].to(xs.dtype))
+                out = out.to(dtype)
                 if self.score == "softmax":
-                    p = torch.softmax(out.float(), dim=1).gather(1, t[img][:, None])[:, 0]
-                else:
-                    p = out.float().gather(1, t[img][:, None])[:, 0]
+                    out = torch.softmax(out, dim=1)
+                p = out.gather(1, t[img][:, None])[:, 0]
                 sal.index_add_(0, img, p[:, None] * flat_masks[msk])
             sal = (sal / (n * self.p1)).view(b, h, w)
         sal = sal.clone()
