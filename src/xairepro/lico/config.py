@@ -23,6 +23,8 @@ DEFAULT_EPSILON: float = 0.1
 DEFAULT_N_ITERS: int = 100
 #: Learnable temperature initial value, used directly as the divisor (official code).
 DEFAULT_TAU_INIT: float = math.log(1.0 / 0.07)
+#: CLIP ViT-B/32: a local folder, or this hub id looked up in the local Hugging Face cache only.
+DEFAULT_CLIP_PATH: str = "openai/clip-vit-base-patch32"
 
 TEXT_ENCODERS = ("minilm", "clip")
 PROMPT_MODES = ("paper", "official")
@@ -38,7 +40,7 @@ class LicoConfig:
 
     text_encoder: str = "minilm"
     #: where CLIP ViT-B/32 lies: a local folder, or a hub id looked up in the local cache only.
-    clip_path: str = "openai/clip-vit-base-patch32"
+    clip_path: str = DEFAULT_CLIP_PATH
     prompt_mode: str = "paper"
     n_ctx: int = 12
     ctx_init_std: float = 0.02
