@@ -223,3 +223,60 @@ def test_mnist_classifier_is_encoder_plus_linear_logits() -> None:
         assert logits.shape == (6, 10)
         torch.testing.assert_close(logits, model.output(model.encoder(x)))
         assert not torch.allclose(logits.sum(1), torch.ones(6))  # logits, not softmax probabilities
+
+
+# ------------------------------------------------------------------------------------------ ResNet
+
+def test_resnet_parameter_counts() -> None:
+    # torchvision's published counts with the ImageNet stem and 1000 classes
+    assert count_on_meta("resnet18", num_classes=1000) == 11_689_512
+    assert count_on_meta("resnet50", num_classes=1000) == 25_557_032
+    # CIFAR stem: the 7x7 conv (3*64*49) becomes 3x3 (3*64*9); 10 classes
+    assert count_on_meta("resnet18", cifar_stem=True) == 11_689_512 - 3 * 64 * 40 - 513_000 + 5_130 == 11_173_962
+    assert count_on_meta("resnet50", cifar_stem=True) == 25_557_032 - 3 * 64 * 40 - 2_049_000 + 20_490
+
+
+@pytest.mark.parametrize("cifar_stem", [False, True])
+def test_resnet18_equals_torchvision_definition(cifar_stem: bool) -> None:
+    import torchvision
+
+    ours = build_model("resnet18", num_classes=6, cifar_stem=cifar_stem, seed=0).eval()
+    ref = torchvision.models.resnet18(weights=None, num_classes=6)
+    if cifar_stem:
+        ref.conv1 = nn.Conv2d(3, 64, 3, stride=1, padding=1, bias=False)
+        ref.maxpool = nn.Identity()
+    ref.load_state_dict(ours.state_dict(), strict=True)  # same module names as torchvision
+    ref.eval()
+    x = rand(2, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(ours(x), ref(x), rtol=1e-5, atol=1e-5)
+        features = ours.forward_features(x)
+        assert features.shape == ((2, 512, 4, 4) if cifar_stem else (2, 512, 1, 1))
+        assert torch.equal(cam_activation(ours, x), features)
+    assert ours.cam_layer is ours.layer4
+    assert ours.min_size == (8 if cifar_stem else 32)
+
+
+def test_resnet50_cifar_stem_shapes_and_cam() -> None:
+    model = build_model("resnet50", num_classes=4, cifar_stem=True, seed=0).eval()
+    assert isinstance(model.maxpool, nn.Identity)
+    assert (model.conv1.kernel_size, model.conv1.stride) == ((3, 3), (1, 1))
+    x = rand(1, 3, 8, 8)
+    with torch.no_grad():
+        features = model.forward_features(x)
+        assert features.shape == (1, 2048, 1, 1)
+        assert torch.equal(cam_activation(model, x), features)
+        assert model(x).shape == (1, 4)
+    with pytest.raises(UsageError, match="resnet50 expects images of at least 8 x 8 pixels, got 4 x 4"):
+        model(torch.rand(1, 3, 4, 4))
+
+
+def test_resnet_takes_other_channel_counts() -> None:
+    model = build_model("resnet18", in_channels=1, cifar_stem=True, num_classes=3, seed=0).eval()
+    assert model.conv1.in_channels == 1
+    with torch.no_grad():
+        assert model(rand(2, 1, 8, 8)).shape == (2, 3)
+    with pytest.raises(UsageError, match="resnet18 expects 1-channel images, got 3 channels"):
+        model(rand(2, 3, 8, 8))
+    with pytest.raises(UsageError, match="resnet18 expects images of at least 32 x 32 pixels, got 16 x 16"):
+        build_model("resnet18")(rand(1, 3, 16, 16))

@@ -16,6 +16,10 @@ CASES: dict[str, tuple[dict, tuple[int, ...]]] = {
     "small-cnn": ({"num_classes": 4, "width": 4}, (2, 3, 12, 12)),
     "mnist-ae": ({"latent_dim": 3}, (2, 1, 28, 28)),
     "mnist-classifier": ({"latent_dim": 4, "num_classes": 10}, (2, 1, 28, 28)),
+    "resnet18": ({"cifar_stem": True, "num_classes": 3}, (1, 3, 8, 8)),
+    "burgess-vae": ({"image_size": 32, "in_channels": 3, "latent_dim": 3}, (2, 3, 32, 32)),
+    "lstm-ae": ({"seq_len": 10, "embedding_dim": 4}, (2, 10, 1)),
+    "simclr": ({"projection_hidden": 16, "projection_dim": 8}, (1, 3, 8, 8)),
 }
 
 
@@ -29,7 +33,8 @@ def test_list_models_describes_every_model() -> None:
     assert all(isinstance(i, ModelInfo) for i in infos)
     names = [i.name for i in infos]
     assert names == sorted(names, key=str.lower)
-    assert {"wrn-D-K", "small-cnn", "mnist-ae", "mnist-classifier"} <= set(names)
+    assert set(names) == {"wrn-D-K", "resnet18", "resnet50", "small-cnn", "mnist-ae", "mnist-classifier",
+                          "burgess-vae", "lstm-ae", "simclr"}
     for info in infos:
         assert info.kind in ("classifier", "autoencoder", "vae", "contrastive")
         assert info.description

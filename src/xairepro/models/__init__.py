@@ -24,6 +24,10 @@ from xairepro.models.registry import (
 from xairepro.models.wrn import WideResNet  # noqa: E402
 from xairepro.models.small_cnn import SmallCNN  # noqa: E402
 from xairepro.models.mnist import MnistAutoencoder, MnistClassifier, MnistDecoder, MnistEncoder  # noqa: E402
+from xairepro.models.resnet import DenseNetEncoder, ResNetClassifier, ResNetEncoder  # noqa: E402
+from xairepro.models.vae import BurgessDecoder, BurgessEncoder, BurgessVAE  # noqa: E402
+from xairepro.models.lstm_ae import LSTMAutoencoder, LSTMDecoder, LSTMEncoder  # noqa: E402
+from xairepro.models.simclr import SimCLR  # noqa: E402
 
 __all__ = [
     "ModelInfo",
@@ -42,4 +46,14 @@ __all__ = [
     "MnistDecoder",
     "MnistAutoencoder",
     "MnistClassifier",
+    "ResNetClassifier",
+    "ResNetEncoder",
+    "DenseNetEncoder",
+    "BurgessEncoder",
+    "BurgessDecoder",
+    "BurgessVAE",
+    "LSTMEncoder",
+    "LSTMDecoder",
+    "LSTMAutoencoder",
+    "SimCLR",
 ]

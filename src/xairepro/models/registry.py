@@ -36,7 +36,7 @@ class ModelInfo:
 
     ``input_shape``: one example's default shape, (C, H, W) for images or (T, C) for series.
     ``example``: a name ``build_model`` accepts (differs from ``name`` for patterns like ``wrn-D-K``).
-    ``options``: keyword options of ``build_model`` for this model.
+    ``options``: keyword options of ``build_model`` for this model; ``aliases``: other accepted names.
     """
 
     name: str
@@ -45,6 +45,7 @@ class ModelInfo:
     input_shape: tuple[int, ...] | None
     example: str
     options: tuple[str, ...]
+    aliases: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -55,10 +56,12 @@ class _Entry:
 
 
 _REGISTRY: dict[str, _Entry] = {}
+_ALIASES: dict[str, str] = {}
 
 
 def register_model(name: str, *, kind: str, description: str, input_shape: tuple[int, ...] | None,
-                   pattern: str | None = None, example: str | None = None) -> Callable[[F], F]:
+                   pattern: str | None = None, example: str | None = None,
+                   aliases: tuple[str, ...] = ()) -> Callable[[F], F]:
     """Decorator registering ``factory(**options) -> nn.Module`` under ``name``.
 
     ``pattern``: a regular expression with named integer groups; a name matching it builds the model
@@ -69,15 +72,17 @@ def register_model(name: str, *, kind: str, description: str, input_shape: tuple
     key = name.lower()
 
     def decorate(factory: F) -> F:
-        if key in _REGISTRY:
-            raise ValueError(f"a model named {name!r} is already registered")
+        taken = [n for n in (key, *(a.lower() for a in aliases)) if n in _REGISTRY or n in _ALIASES]
+        if taken:
+            raise ValueError(f"a model named {taken[0]!r} is already registered")
         compiled = re.compile(pattern) if pattern is not None else None
         fixed = set(compiled.groupindex) if compiled is not None else set()
         options = tuple(p for p in inspect.signature(factory).parameters if p not in fixed)
         info = ModelInfo(name=name, kind=kind, description=description,
                          input_shape=tuple(input_shape) if input_shape is not None else None,
-                         example=example or key, options=options)
+                         example=example or key, options=options, aliases=tuple(a.lower() for a in aliases))
         _REGISTRY[key] = _Entry(info=info, factory=factory, pattern=compiled)
+        _ALIASES.update({a.lower(): key for a in aliases})
         return factory
 
     return decorate
@@ -99,6 +104,7 @@ def _lookup(name: object) -> tuple[str, _Entry, dict[str, int]]:
     if not isinstance(name, str) or not name.strip():
         raise UsageError(f"a model name must be a non-empty string, got {name!r}")
     key = name.strip().lower()
+    key = _ALIASES.get(key, key)
     if key in _REGISTRY and _REGISTRY[key].pattern is None:
         return key, _REGISTRY[key], {}
     for entry in _REGISTRY.values():
@@ -106,7 +112,7 @@ def _lookup(name: object) -> tuple[str, _Entry, dict[str, int]]:
             match = entry.pattern.fullmatch(key)
             if match:
                 return key, entry, {k: int(v) for k, v in match.groupdict().items()}
-    choices = [e.info.example for e in _REGISTRY.values()] + list(_REGISTRY)
+    choices = [e.info.example for e in _REGISTRY.values()] + list(_REGISTRY) + list(_ALIASES)
     close = difflib.get_close_matches(key, choices, n=1, cutoff=0.5)
     hint = f"; did you mean {close[0]!r}?" if close else ""
     valid = ", ".join(_REGISTRY[k].info.name for k in sorted(_REGISTRY))
