@@ -1,0 +1,143 @@
+"""Render ``report.md`` and ``index.html`` from a run's output folder.
+
+The HTML is one self-contained page: CSS inline, figures inlined as base64 data URIs, no JavaScript,
+a Content-Security-Policy that forbids loading anything else; every string that comes from configs or
+data goes through jinja2's autoescaping.  The Markdown escapes the characters Markdown and inline HTML
+give meaning to.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+from urllib.parse import quote
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from xairepro.report.data import ReportData, fmt, load_report_data
+from xairepro.utils import atomic_write_text
+
+__all__ = ["render_report", "render_html", "render_markdown", "md_escape"]
+
+_MIME = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".svg": "image/svg+xml",
+         ".gif": "image/gif", ".webp": "image/webp"}
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]|<>~])")
+
+
+def md_escape(text: Any) -> str:
+    """Text safe inside Markdown (and its table cells): specials backslash-escaped, HTML entities, one line."""
+    s = str(text).replace("&", "&amp;")
+    s = _MD_SPECIAL.sub(r"\\\1", s)
+    s = s.replace("\\<", "&lt;").replace("\\>", "&gt;")
+    return " ".join(s.splitlines())
+
+
+def _environment() -> jinja2.Environment:
+    env = jinja2.Environment(loader=jinja2.PackageLoader("xairepro.report", "templates"),
+                             autoescape=True, undefined=jinja2.StrictUndefined,
+                             trim_blocks=True, lstrip_blocks=True)
+    env.globals["fmt"] = fmt
+    return env
+
+
+def _data_uri(out_dir: Path, rel: str | None) -> str | None:
+    """The figure as a data URI, or None when the file is missing or outside the output folder."""
+    if not rel:
+        return None
+    root = out_dir.resolve()
+    path = (root / rel).resolve()
+    mime = _MIME.get(path.suffix.lower())
+    if mime is None or not path.is_relative_to(root) or not path.is_file():
+        return None
+    return f"data:{mime};base64,{base64.b64encode(path.read_bytes()).decode('ascii')}"
+
+
+def _device_line(prov: dict[str, Any]) -> str:
+    dev = prov.get("device", {})
+    gpus = ", ".join(dev.get("gpus") or []) or "no GPU"
+    return f"{dev.get('platform', '?')}; {dev.get('cpu_count', '?')} CPU cores; {gpus}"
+
+
+def _context(data: ReportData) -> dict[str, Any]:
+    for section in data.sections:
+        for fig in section.figures:
+            fig["uri"] = _data_uri(data.out_dir, fig.get("path"))
+            if fig["uri"] is None and not fig.get("error"):
+                fig["error"] = f"file {fig.get('path')!r} not found in the output folder"
+    prov = data.provenance
+    experiments = {name: {"config_hash": e.get("config_hash", ""), "seeds": e.get("seeds", []),
+                          "datasets": e.get("datasets", {}), "details": e.get("details", {})}
+                   for name, e in prov.get("experiments", {}).items()}
+    run = {"executor": None, "finished": None, "wall_time_s": None, **prov.get("run", {})}
+    return {"data": data, "run": run, "device": _device_line(prov), "packages": prov.get("packages", {}),
+            "experiments": experiments, "cells": prov.get("cells", [])}
+
+
+def render_html(data: ReportData) -> str:
+    return _environment().get_template("report.html.j2").render(**_context(data))
+
+
+def render_markdown(data: ReportData) -> str:
+    """The same content as the HTML page, as Markdown (figures linked by relative path)."""
+    e = md_escape
+    ctx = _context(data)
+    run = ctx["run"]
+    lines = ["# xairepro reproduction report", "",
+             f"Preset `{e(data.preset)}` · executor `{e(run['executor'])}` · finished {e(run['finished'])}", ""]
+    lines += ["## Claims at a glance", "", "| Study | Claim | Verdict | Numbers that decided |", "|---|---|---|---|"]
+    for s in data.sections:
+        for c in s.claims:
+            lines.append(f"| {e(s.title)} | {e(c['text'])} | **{e(c['status'])}** | {e(c['reason'])} |")
+    for s in data.sections:
+        lines += ["", f"## {e(s.title)}", "",
+                  f"Experiment `{e(s.name)}`" + (f" · reproduces {e(s.reproduces)}" if s.reproduces else "")
+                  + " · cells: " + ", ".join(f"{v} {e(k)}" for k, v in s.cells.items())]
+        for t in s.tables:
+            lines += ["", f"### {e(t.title)}" + (f" ({e(t.source)})" if t.source else ""), ""]
+            if not t.rows:
+                lines.append("No results.")
+                continue
+            lines += ["| Data set | Variant | Metric | Ours (mean ± std) | n | Published | Difference | Source |",
+                      "|---|---|---|---:|---:|---:|---:|---|"]
+            for r in t.rows:
+                src = e(r.source) + (f" — {e(r.note)}" if r.note else "")
+                lines.append(f"| {e(r.dataset)} | {e(r.variant)} | {e(r.metric)} | {e(r.ours)} | {r.n} | "
+                             f"{e(r.published)} | {e(r.difference)} | {src} |")
+        lines += ["", "### Claims", ""]
+        if not s.claims:
+            lines.append("This experiment states no claim.")
+        for c in s.claims:
+            numbers = ", ".join(f"{e(k)} = {fmt(v)}" for k, v in c["numbers"].items())
+            lines.append(f"- **{e(c['status'])}**: {e(c['text'])} — {e(c['reason'])}"
+                         + (f" ({numbers})" if numbers else ""))
+        if s.figures:
+            lines += ["", "### Figures", ""]
+            for f in s.figures:
+                if f.get("uri"):
+                    lines.append(f"![{e(f['caption'])}]({quote(f['path'])})  ")
+                    lines.append(f"*{e(f['caption'])}*")
+                else:
+                    lines.append(f"- figure not available: {e(f.get('error'))}")
+        if s.failures:
+            lines += ["", "### Failed cells", ""]
+            lines += [f"- `{e(f['label'])}`: {e(f['error'])}" for f in s.failures]
+    lines += ["", "## Provenance", "", f"- Device: {e(ctx['device'])}",
+              "- Packages: " + ", ".join(f"{e(k)} {e(v or '—')}" for k, v in ctx["packages"].items())]
+    for name, x in ctx["experiments"].items():
+        sets = ", ".join(f"{e(d)} ({'bundled stand-in' if i.get('bundled') is True else 'real files' if i.get('bundled') is False else 'unknown'})"
+                         for d, i in x["datasets"].items())
+        lines.append(f"- {e(name)}: config hash `{e(x['config_hash'])}`; seeds "
+                     f"{', '.join(str(s) for s in x['seeds'])}; data sets: {sets}")
+    lines += ["", "Full details in `provenance.json`; tidy results in `results.csv`.", ""]
+    return "\n".join(lines)
+
+
+def render_report(out_dir: str | Path) -> tuple[Path, Path]:
+    """Write ``report.md`` and ``index.html`` into ``out_dir`` (atomically); return their paths."""
+    data = load_report_data(out_dir)
+    out = Path(out_dir)
+    md = atomic_write_text(out / "report.md", render_markdown(data))
+    html = atomic_write_text(out / "index.html", render_html(data))
+    return md, html

@@ -1,0 +1,201 @@
+"""Executors: run cells in-process (default) or as Ray tasks; both call :func:`execute_cell`.
+
+``execute_cell`` seeds every global generator with the cell's seed and sets torch's thread count to
+the cell's ``num_cpus`` for the duration of the cell, so a cell gives bit-identical numbers whichever
+executor (and whichever worker process) ran it.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import sys
+import time
+import traceback
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from xairepro.errors import UsageError
+from xairepro.experiments.base import Cell, Context, Experiment, Record
+from xairepro.runner.model_cache import ModelCache
+from xairepro.runner.store import CellOutcome
+
+__all__ = ["Job", "Executor", "LocalExecutor", "RayExecutor", "execute_cell", "make_executor", "EXECUTORS"]
+
+EXECUTORS = ("local", "ray")
+
+
+@dataclass(frozen=True)
+class Job:
+    """One cell to compute, with the folders its context points to."""
+
+    experiment: Experiment
+    cell: Cell
+    work_dir: Path
+    data_dir: Path | None
+    models_dir: Path
+
+
+def _device(cell: Cell) -> str:
+    if cell.num_gpus > 0:
+        import torch
+
+        if torch.cuda.is_available():
+            return "cuda"
+    return "cpu"
+
+
+def _check_records(job: Job, records: Any) -> list[dict[str, Any]]:
+    cell = job.cell
+    if not isinstance(records, (list, tuple)):
+        raise TypeError(f"run_cell must return a list of Record, not {type(records).__name__}")
+    out: list[dict[str, Any]] = []
+    seen: set[tuple[str, str, str]] = set()
+    for rec in records:
+        if not isinstance(rec, Record):
+            raise TypeError(f"run_cell must return Record objects, not {type(rec).__name__}")
+        if rec.experiment != cell.experiment or int(rec.seed) != int(cell.seed):
+            raise ValueError(f"record {rec.metric!r} names experiment {rec.experiment!r} seed {rec.seed}, "
+                             f"but the cell is {cell.label}")
+        if not rec.metric:
+            raise ValueError("a record has an empty metric name")
+        ident = (rec.dataset, rec.variant, rec.metric)
+        if ident in seen:
+            raise ValueError(f"run_cell returned {rec.metric!r} for {rec.dataset}/{rec.variant} twice")
+        seen.add(ident)
+        out.append({"experiment": rec.experiment, "dataset": str(rec.dataset), "variant": str(rec.variant),
+                    "seed": int(rec.seed), "metric": str(rec.metric), "value": float(rec.value),
+                    "config_hash": cell.key})
+    return out
+
+
+def execute_cell(job: Job) -> CellOutcome:
+    """Run one cell and return its outcome; an exception becomes a failed outcome, never escapes."""
+    import torch
+
+    from xairepro.utils import seed_everything
+
+    cell = job.cell
+    started = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    threads = torch.get_num_threads()
+    t0 = time.perf_counter()
+    try:
+        job.work_dir.mkdir(parents=True, exist_ok=True)
+        torch.set_num_threads(max(1, int(cell.num_cpus)))
+        seed_everything(int(cell.seed))
+        ctx = Context(cache_dir=job.work_dir, data_dir=job.data_dir, device=_device(cell),
+                      seed=int(cell.seed), models=ModelCache(job.models_dir))
+        records = _check_records(job, job.experiment.run_cell(cell, ctx))
+    except Exception as exc:  # noqa: BLE001 - a failing cell is reported, the others go on
+        message = (str(exc).strip().splitlines() or [""])[0]
+        return CellOutcome(cell.key, cell.label, [], time.perf_counter() - t0, started,
+                           error=f"{type(exc).__name__}: {message}" if message else type(exc).__name__,
+                           traceback=traceback.format_exc(), status="failed")
+    finally:
+        torch.set_num_threads(threads)
+    return CellOutcome(cell.key, cell.label, records, time.perf_counter() - t0, started)
+
+
+class Executor(Protocol):
+    name: str
+
+    def run(self, jobs: Sequence[Job]) -> Iterator[CellOutcome]:
+        """Yield one outcome per job, in completion order."""
+        ...
+
+
+class LocalExecutor:
+    """Cells one after the other in this process."""
+
+    name = "local"
+
+    def run(self, jobs: Sequence[Job]) -> Iterator[CellOutcome]:
+        for job in jobs:
+            yield execute_cell(job)
+
+
+def _ship_by_value(experiments: Sequence[Experiment]) -> None:
+    """Experiments defined outside xairepro (a script, a test module) travel to Ray workers by value."""
+    import cloudpickle
+
+    for exp in experiments:
+        module_name = type(exp).__module__
+        if module_name == "__main__" or module_name.split(".")[0] == "xairepro":
+            continue
+        module = sys.modules.get(module_name)
+        if module is not None:
+            cloudpickle.register_pickle_by_value(module)
+
+
+class RayExecutor:
+    """One Ray task per cell, reserving the cell's ``num_cpus``/``num_gpus``.
+
+    Without ``address`` a local Ray is started (``num_cpus`` CPUs, no dashboard) and shut down after the
+    run; with an address (``auto`` or ``host:port``) the cluster is joined.  Workers must see the output
+    folder at the same path (a shared file system on a multi-node cluster).
+    """
+
+    name = "ray"
+
+    def __init__(self, address: str | None = None, num_cpus: int = 2) -> None:
+        self.address = address
+        self.num_cpus = int(num_cpus)
+
+    def _init(self) -> bool:
+        import ray
+
+        if ray.is_initialized():
+            return False
+        os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+        if self.address:
+            ray.init(address=self.address, log_to_driver=True)
+        else:
+            ray.init(num_cpus=self.num_cpus, include_dashboard=False, log_to_driver=False,
+                     _node_ip_address="127.0.0.1")
+        return True
+
+    def run(self, jobs: Sequence[Job]) -> Iterator[CellOutcome]:
+        if not jobs:
+            return
+        import ray
+
+        _ship_by_value([job.experiment for job in jobs])
+        started_here = self._init()
+        pending: dict[Any, Job] = {}
+        try:
+            remote = ray.remote(execute_cell)
+            for job in jobs:
+                ref = remote.options(num_cpus=job.cell.num_cpus, num_gpus=job.cell.num_gpus,
+                                     max_retries=0).remote(job)
+                pending[ref] = job
+            while pending:
+                done, _ = ray.wait(list(pending), num_returns=1)
+                job = pending.pop(done[0])
+                try:
+                    yield ray.get(done[0])
+                except Exception as exc:  # noqa: BLE001 - the task itself died (worker crash, pickling)
+                    line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                    yield CellOutcome(job.cell.key, job.cell.label, [], 0.0, "",
+                                      error=f"ray task failed: {line}", traceback=str(exc), status="failed")
+        finally:
+            for ref in list(pending):  # interrupted: do not leave tasks running
+                ray.cancel(ref, force=True)
+            if started_here:
+                ray.shutdown()
+
+
+def make_executor(kind: str, address: str | None = None) -> LocalExecutor | RayExecutor:
+    """``"local"`` or ``"ray"``; ``UsageError`` for another name, or for Ray when it is not installed."""
+    if kind == "local":
+        if address:
+            raise UsageError("--address only applies to --executor ray")
+        return LocalExecutor()
+    if kind == "ray":
+        try:
+            import ray  # noqa: F401
+        except ImportError:
+            raise UsageError("--executor ray needs ray: pip install 'xairepro[distributed]'") from None
+        return RayExecutor(address)
+    raise UsageError(f"unknown executor {kind!r} (executors: {', '.join(EXECUTORS)})")

