@@ -23,10 +23,13 @@ from xairepro.train.objectives import (
     ObjectiveBase,
 )
 from xairepro.train.schedules import lr_factor
+from xairepro.train.simclr import SimCLRObjective, nt_xent
+from xairepro.train.vae import BetaVAEObjective, TCVAEObjective
 
 __all__ = [
     "Engine", "TrainResult", "TrainConfig", "OptimizerConfig", "ScheduleConfig", "EarlyStoppingConfig",
     "Objective", "ObjectiveBase", "ClassifierObjective", "AutoencoderObjective",
+    "BetaVAEObjective", "TCVAEObjective", "SimCLRObjective", "nt_xent",
     "EMA", "EarlyStopping", "lr_factor", "build_optimizer",
     "save_model", "load_model", "read_model_metadata", "load_checkpoint", "checkpoint_weights",
     "register_augmentation", "build_augmentation", "augmentation_names",
