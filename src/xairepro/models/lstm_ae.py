@@ -33,6 +33,15 @@ def check_series(x: object, *, model: str, seq_len: int, n_features: int) -> Non
         raise UsageError(f"{model} expects series of {seq_len} time steps, got {int(x.shape[1])}")
 
 
+def run_lstm(lstm: nn.LSTM, x: torch.Tensor) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+    """``lstm(x)``, with cuDNN off on CUDA in eval mode when gradients are on: cuDNN's RNN backward
+    refuses eval mode, and explanations take input gradients of models in eval mode."""
+    if x.is_cuda and not lstm.training and torch.is_grad_enabled():
+        with torch.backends.cudnn.flags(enabled=False):
+            return lstm(x)
+    return lstm(x)
+
+
 class LSTMEncoder(nn.Module):
     """(B, T, C) -> code (B, embedding_dim): the last hidden state of the second LSTM."""
 
@@ -52,8 +61,8 @@ class LSTMEncoder(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.check_input(x)
-        hidden, _ = self.rnn1(x)
-        _, (h_n, _) = self.rnn2(hidden)
+        hidden, _ = run_lstm(self.rnn1, x)
+        _, (h_n, _) = run_lstm(self.rnn2, hidden)
         return h_n[-1]
 
 
@@ -71,8 +80,8 @@ class LSTMDecoder(nn.Module):
         if z.ndim != 2 or z.shape[1] != self.embedding_dim:
             raise UsageError(f"the decoder expects codes shaped (B, {self.embedding_dim}), got {tuple(z.shape)}")
         steps = z.unsqueeze(1).expand(z.shape[0], self.seq_len, self.embedding_dim)
-        hidden, _ = self.rnn1(steps)
-        hidden, _ = self.rnn2(hidden)
+        hidden, _ = run_lstm(self.rnn1, steps)
+        hidden, _ = run_lstm(self.rnn2, hidden)
         return self.output(hidden)
 
 
