@@ -145,6 +145,19 @@ def test_batch_equals_one_by_one_under_a_fixed_seed(conv, method, kwargs):
     assert batch.shape == x.shape and batch.abs().sum() > 0
 
 
+@pytest.mark.parametrize("method", ["integrated_gradients", "gradient_shap"])
+def test_chunked_equals_whole(conv, method):
+    enc, x = conv
+    lf = LabelFreeAttribution(enc, method)
+    mean = x.mean(0)
+    whole = lf.attribute(x, baselines=lambda t: 0.5 * t, seed=1, batch_size=None)
+    torch.testing.assert_close(lf.attribute(x, baselines=lambda t: 0.5 * t, seed=1, batch_size=3), whole)
+    torch.testing.assert_close(lf.attribute_per_unit(x, baselines=mean, seed=1, batch_size=5),
+                               lf.attribute_per_unit(x, baselines=mean, seed=1))
+    with pytest.raises(UsageError, match="batch_size"):
+        lf.attribute(x, batch_size=0)
+
+
 @pytest.mark.parametrize("method", ["integrated_gradients", "gradient_shap", "saliency"])
 def test_per_unit_batch_equals_one_by_one(conv, method):
     enc, x = conv

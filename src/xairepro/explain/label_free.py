@@ -185,13 +185,14 @@ class LabelFreeAttribution:
 
     # ------------------------------------------------------------------ public
     def attribute(self, x: Tensor, baselines: BaselineLike = None, *, seed: int | None = 0,
-                  **method_kwargs: Any) -> Tensor:
+                  batch_size: int | None = None, **method_kwargs: Any) -> Tensor:
         """Label-free attributions b(f, x), shaped like ``x`` (for layers: like the layer, reduced).
 
         ``baselines``: None (captum's default, zeros), a number, one baseline shaped like an example
         (e.g. a data-set mean), one per example (B, ...), a distribution (N, ...) for GradientShap, or a
         callable of ``x`` (e.g. a Gaussian blur); ``"blur"`` = Gaussian blur 21 / sigma 5.  ``seed``
-        fixes every random draw.  Other keywords go to the captum method (``n_steps``,
+        fixes every random draw.  ``batch_size``: explain at most this many examples per captum call
+        (memory; the result does not change).  Other keywords go to the captum method (``n_steps``,
         ``internal_batch_size``, ``n_samples``, ``stdevs`` ...).
         """
         x = self._check_input(x)
@@ -199,10 +200,10 @@ class LabelFreeAttribution:
             with torch.no_grad():
                 anchors = latent_of(self.encoder, x).detach()
             resolved = self._resolve_baselines(baselines, x)
-            return self._attribute_rows(x, anchors, resolved, seed, method_kwargs)
+            return self._in_chunks(x, anchors, resolved, seed, method_kwargs, batch_size)
 
     def attribute_per_unit(self, x: Tensor, baselines: BaselineLike = None, *, seed: int | None = 0,
-                           **method_kwargs: Any) -> Tensor:
+                           batch_size: int | None = None, **method_kwargs: Any) -> Tensor:
         """Per-unit maps |f_j(x) a_i(f_j, x)|, shaped (B, d, *x.shape[1:]) (layers: layer-shaped)."""
         x = self._check_input(x)
         with preserved_state(self.encoder, eval_mode=True):
@@ -214,7 +215,7 @@ class LabelFreeAttribution:
             if kind == "rows":
                 base = base.repeat_interleave(d, dim=0)
             rows = x.repeat_interleave(d, dim=0)
-            out = self._attribute_rows(rows, weights, (base, kind), seed, method_kwargs)
+            out = self._in_chunks(rows, weights, (base, kind), seed, method_kwargs, batch_size)
         return out.reshape(n, d, *out.shape[1:]).abs()
 
     # ------------------------------------------------------------------ internals
@@ -269,6 +270,21 @@ class LabelFreeAttribution:
             f"baselines have {b.shape[0]} rows but x has {x.shape[0]}: give 1 or {x.shape[0]} "
             f"(only GradientShap draws from a distribution of baselines)"
         )
+
+    def _in_chunks(self, x: Tensor, weights: Tensor, resolved: tuple[Tensor | None, str], seed: int | None,
+                   kwargs: dict[str, Any], batch_size: int | None) -> Tensor:
+        """``_attribute_rows`` over chunks of at most ``batch_size`` rows (all at once for None)."""
+        if batch_size is not None and int(batch_size) < 1:
+            raise UsageError(f"batch_size must be >= 1, got {batch_size}")
+        if batch_size is None or int(batch_size) >= x.shape[0]:
+            return self._attribute_rows(x, weights, resolved, seed, kwargs)
+        base, kind = resolved
+        step = int(batch_size)
+        return torch.cat([
+            self._attribute_rows(x[s:s + step], weights[s:s + step],
+                                 (base[s:s + step] if kind == "rows" else base, kind), seed, kwargs)
+            for s in range(0, x.shape[0], step)
+        ])
 
     def _attribute_rows(self, x: Tensor, weights: Tensor, resolved: tuple[Tensor | None, str],
                         seed: int | None, kwargs: dict[str, Any]) -> Tensor:
