@@ -30,3 +30,67 @@ def _no_network(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture(autouse=True)
 def _deterministic() -> None:
     torch.manual_seed(0)
+
+
+# --------------------------------------------------------------------------------------------------
+# Shared trained models (session-scoped: trained once, used by every layer's tests; do not mutate).
+# --------------------------------------------------------------------------------------------------
+
+
+class Digits28:
+    """The bundled ``digits`` set resized to 28 px (an MNIST stand-in): float32 (N, 1, 28, 28) in [0, 1]."""
+
+    def __init__(self) -> None:
+        from xairepro.data import load
+
+        train, test = load("digits", "train", size=28, seed=0), load("digits", "test", size=28, seed=0)
+        self.x_train, self.y_train = train.tensors()
+        self.x_test, self.y_test = test.tensors()
+        self.class_names = list(train.class_names)
+        self.info = train.info
+
+
+@pytest.fixture(scope="session")
+def digits28() -> Digits28:
+    """``digits28.x_train`` (1366, 1, 28, 28), ``.y_train``, ``.x_test`` (359, ...), ``.y_test``."""
+    return Digits28()
+
+
+class TrainedAutoencoder:
+    """A trained ``mnist-ae`` and where it came from (see the ``trained_digits_autoencoder`` fixture)."""
+
+    def __init__(self, model, checkpoints, data: Digits28, out_dir, result, objective) -> None:
+        self.model = model
+        self.checkpoints = list(checkpoints)
+        self.x_train, self.y_train = data.x_train, data.y_train
+        self.x_test, self.y_test = data.x_test, data.y_test
+        self.out_dir = out_dir
+        self.result = result
+        self.objective = objective
+
+
+@pytest.fixture(scope="session")
+def trained_digits_autoencoder(digits28: Digits28, tmp_path_factory: pytest.TempPathFactory) -> TrainedAutoencoder:
+    """The Label-Free-XAI MNIST autoencoder (``mnist-ae``, d=4) trained through the engine on ``digits28``.
+
+    Denoising pretext task (x + 0.3 N(0, 1)), Adam lr 3e-3, batch 32, 8 epochs, seed 0, a checkpoint
+    kept after every epoch (``.checkpoints``: paths of ``epoch_0001.pt`` ... ``epoch_0008.pt``, each
+    ``{"model": state_dict, "epoch", "lr", ...}``; ``xairepro.train.checkpoint_weights(path)`` gives the
+    state dict).  ``.model`` is in eval mode.  Trained once per session (~10 s on one core).
+    """
+    from xairepro.models import build_model
+    from xairepro.train import AutoencoderObjective, Engine, OptimizerConfig, TrainConfig
+
+    out_dir = tmp_path_factory.mktemp("trained_digits_autoencoder")
+    model = build_model("mnist-ae", latent_dim=4, seed=0)
+    objective = AutoencoderObjective("noise")
+    cfg = TrainConfig(epochs=8, batch_size=32, seed=0, accelerator="cpu", checkpoint_every=1,
+                      optimizer=OptimizerConfig(name="adam", lr=3e-3))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the same numbers whatever the core count; avoids spin-waits on a busy machine
+    try:
+        result = Engine(cfg, out_dir).fit(model, objective, (digits28.x_train, digits28.y_train))
+    finally:
+        torch.set_num_threads(threads)
+    model.eval()
+    return TrainedAutoencoder(model, result.checkpoints, digits28, out_dir, result, objective)

@@ -64,6 +64,15 @@ class BatchSource:
             self.dataset = data
         if n == 0:
             raise ValueError(f"{what} is empty")
+        info = getattr(data, "info", None)
+        if self.tensors is not None:
+            self.example_shape: tuple[int, ...] | None = tuple(self.tensors[0].shape[1:])
+        elif getattr(info, "input_shape", None) is not None:
+            self.example_shape = tuple(info.input_shape)
+        else:
+            first = data[0]
+            first = first[0] if isinstance(first, (tuple, list)) else first
+            self.example_shape = tuple(first.shape) if isinstance(first, Tensor) else None
         self.n = n
         self.n_local = n // self.world_size if self.world_size > 1 else n
         steps = self.n_local // self.batch_size if drop_last else math.ceil(self.n_local / self.batch_size)

@@ -23,7 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from xairepro.errors import ConfigError
-from xairepro.train.augment import build_augmentation
+from xairepro.train.augment import build_augmentation, check_augmentation
 from xairepro.train.batches import BatchSource
 from xairepro.train.config import OptimizerConfig, TrainConfig
 from xairepro.train.early_stopping import EarlyStopping
@@ -124,7 +124,8 @@ class Engine:
     def __init__(self, cfg: TrainConfig | None = None, out_dir: str | Path | None = None) -> None:
         self.cfg = (cfg if cfg is not None else TrainConfig()).validate()
         self.out_dir = Path(out_dir) if out_dir is not None else None
-        self.augment = build_augmentation(self.cfg.augment)
+        check_augmentation(self.cfg.augment)
+        self.augment: Any = None
 
     # ----------------------------------------------------------------------------------------- setup
     def _fabric(self) -> Any:
@@ -173,6 +174,7 @@ class Engine:
                             world_size=world, drop_last=cfg.drop_last, what="training data")
         val = (BatchSource(val_data, cfg.batch_size, device, num_workers=cfg.num_workers, what="validation data")
                if val_data is not None else None)
+        self.augment = build_augmentation(cfg.augment, train.example_shape)
         optimizer = build_optimizer(cfg.optimizer, _trainable(model, extras))
         fmodel, foptimizer = fabric.setup(model, optimizer)
         if world > 1:
