@@ -45,6 +45,17 @@ def _one_line(exc: OmegaConfBaseException) -> str:
     return msg
 
 
+def _open_free_dicts(node: DictConfig) -> None:
+    """Let ``dict[str, Any]`` fields (free option maps such as model kwargs) take new keys under struct mode."""
+    for key in node.keys():
+        child = node._get_node(key)
+        if isinstance(child, DictConfig) and not child._is_none() and not child._is_missing():
+            if child._metadata.object_type in (dict, None):
+                OmegaConf.set_struct(child, False)
+            else:
+                _open_free_dicts(child)
+
+
 def resolve_config(
     schema: type[T] | T,
     *,
@@ -59,6 +70,7 @@ def resolve_config(
     try:
         cfg: DictConfig = OmegaConf.structured(schema)
         OmegaConf.set_struct(cfg, True)
+        _open_free_dicts(cfg)
         if file is not None:
             path = Path(file)
             if not path.is_file():
