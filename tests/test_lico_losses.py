@@ -15,6 +15,15 @@ from xairepro.lico import manifold_matching_loss, ot_loss, sinkhorn
 from xairepro.lico.sinkhorn import squared_distances
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """One intra-op thread: on the shared, loaded 2-core machine two threads make small ops ~100x slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def reference_sinkhorn(cost: np.ndarray, eps: float, n_iters: int) -> np.ndarray:
     """Float64 log-domain Sinkhorn written independently: dual potentials f, g in cost units."""
     n, m = cost.shape

@@ -16,6 +16,15 @@ from xairepro.lico.text_encoders import BertTextEncoder, ClipTextEncoder, minilm
 NAMES = ["airplane", "sea_lion", "cat"]
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """One intra-op thread: on the shared, loaded 2-core machine two threads make small ops ~100x slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def minilm():
     return load_text_encoder("minilm")

@@ -35,12 +35,17 @@ class LicoOutput(NamedTuple):
     terms: dict[str, torch.Tensor]
 
 
-def image_tokens(features: torch.Tensor) -> torch.Tensor:
-    """Last-stage feature map (B, C, H, W) -> C tokens of dimension H W, each L2-normalised: (B, C, H W)."""
+def check_feature_map(features: torch.Tensor) -> None:
+    """Raise ``UsageError`` unless ``features`` is a (B, C, H, W) feature map."""
     if not isinstance(features, torch.Tensor) or features.dim() != 4:
         shape = tuple(features.shape) if isinstance(features, torch.Tensor) else type(features).__name__
         raise UsageError(f"LICO needs the last conv stage as a (B, C, H, W) feature map, got shape {shape}; "
                          "the backbone's forward_features must return the map before pooling")
+
+
+def image_tokens(features: torch.Tensor) -> torch.Tensor:
+    """Last-stage feature map (B, C, H, W) -> C tokens of dimension H W, each L2-normalised: (B, C, H W)."""
+    check_feature_map(features)
     return F.normalize(features.flatten(2), dim=-1)
 
 
@@ -89,7 +94,6 @@ class LICO(nn.Module):
             "class_names": list(names),
             "lico": config_to_dict(cfg),
             "token_dim": self.token_dim,
-            "seed": int(seed),
             "text_encoder": self.prompt.encoder.describe() if self.prompt is not None else None,
         }
 
@@ -150,6 +154,8 @@ class LICO(nn.Module):
         if labels is None:
             return self.backbone.forward_head(self.backbone.forward_features(x))
         features = self.backbone.forward_features(x)
+        if self.needs_text:
+            check_feature_map(features)
         logits = self.backbone.forward_head(features)
         return self.losses(features, logits, labels)
 

@@ -1,0 +1,133 @@
+"""LICO trained by the shared engine: CE equivalence at zero weights, resume, real backbones and data."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from xairepro.lico import LICO, LicoConfig, LicoObjective
+from xairepro.train import ClassifierObjective, Engine, OptimizerConfig, ScheduleConfig, TrainConfig
+
+from test_lico_model import NAMES, TinyNet, tiny_bert  # noqa: F401  (fixture)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """One intra-op thread: on the shared, loaded 2-core machine two threads make small ops ~100x slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _sgd_config(**kw) -> TrainConfig:
+    """Seed 000 Table 7 optimiser (SGD lr 0.03, momentum 0.9, wd 1e-4, LICO cosine per step)."""
+    base = dict(epochs=2, batch_size=8, accelerator="cpu", seed=3, augment="crop-flip",
+                optimizer=OptimizerConfig(name="sgd", lr=0.03, momentum=0.9, weight_decay=1e-4),
+                schedule=ScheduleConfig(name="lico-cosine", per="step"))
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def _data(n: int = 40, size: int = 8, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    gen = torch.Generator().manual_seed(seed)
+    return torch.rand(n, 3, size, size, generator=gen), torch.randint(0, 3, (n,), generator=gen)
+
+
+def test_zero_weights_give_exactly_the_ce_training() -> None:
+    torch.manual_seed(0)
+    plain = TinyNet()
+    wrapped = copy.deepcopy(plain)
+    lico = LICO(wrapped, NAMES, LicoConfig(alpha=0.0, beta=0.0), input_shape=(3, 8, 8))
+    data = _data()
+    Engine(_sgd_config()).fit(plain, ClassifierObjective(), data)
+    Engine(_sgd_config()).fit(lico, LicoObjective(), data)
+    steps_taken = plain.state_dict()["bn.num_batches_tracked"].item()
+    assert steps_taken == 10  # k = 2 epochs x 5 batches
+    for (name, a), b in zip(plain.state_dict().items(), lico.backbone.state_dict().values()):
+        assert torch.equal(a, b), name
+    assert not torch.equal(plain.fc.weight, TinyNet().fc.weight)  # it did train
+
+
+class _Crash(Exception):
+    pass
+
+
+class _CrashingLico(LicoObjective):
+    """LICO objective that dies after ``calls`` training steps."""
+
+    def __init__(self, calls: int | None) -> None:
+        self.calls = calls
+
+    def loss(self, model, batch):
+        if self.calls is not None and torch.is_grad_enabled():
+            self.calls -= 1
+            if self.calls < 0:
+                raise _Crash
+        return super().loss(model, batch)
+
+
+def test_lico_trains_and_resumes_bit_identically(tiny_bert, tmp_path) -> None:  # noqa: F811
+    def build(seed: int) -> LICO:
+        torch.manual_seed(seed)
+        return LICO(TinyNet(), NAMES, LicoConfig(n_ctx=4), input_shape=(3, 8, 8), text_encoder=tiny_bert, seed=seed)
+
+    data, val = _data(), _data(16, seed=1)
+    straight = build(0)
+    ctx0 = straight.prompt.ctx.detach().clone()
+    result = Engine(_sgd_config(ema=0.9), out_dir=tmp_path / "ref").fit(straight, LicoObjective(), data, val)
+    record = result.history[-1]
+    assert {"train/mm", "train/ot", "train/ce", "train/tau", "val/mm", "val/accuracy"} <= set(record)
+    assert not torch.equal(straight.prompt.ctx.detach(), ctx0)  # the contexts learn
+
+    with pytest.raises(_Crash):  # dies in the second epoch, after the first was saved
+        Engine(_sgd_config(ema=0.9), out_dir=tmp_path / "run").fit(build(0), _CrashingLico(7), data, val)
+    resumed = build(5)  # another initialisation: everything must come from last.pt
+    again = Engine(_sgd_config(ema=0.9), out_dir=tmp_path / "run").fit(resumed, _CrashingLico(None), data, val)
+    assert again.resumed_from == 1
+    for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(a, b), name
+    assert again.history == result.history
+
+
+def test_wrn_28_2_lico_step_on_cifar_shaped_input() -> None:
+    from xairepro.models import build_model
+
+    names = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+    backbone = build_model("wrn-28-2", num_classes=10, seed=0)
+    model = LICO(backbone, names, LicoConfig(), input_shape=(3, 32, 32))
+    assert (model.num_image_tokens, model.token_dim) == (128, 64)
+    x, y = torch.rand(4, 3, 32, 32), torch.tensor([0, 3, 3, 9])
+    out = model(x, y)
+    assert model.text_tokens().shape == (10, 13, 64)
+    out.loss.backward()
+    assert torch.isfinite(out.loss) and set(out.terms) == {"ce", "mm", "tau", "ot"}
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+    assert model.backbone.conv1.weight.grad.abs().sum() > 0
+
+
+def test_wrn_16_1_lico_on_shapes_seg_end_to_end() -> None:
+    from xairepro.data import load
+    from xairepro.models import build_model
+
+    train = load("shapes-seg", "train", n=200, size=32)
+    val = load("shapes-seg", "val", n=200, size=32)
+    info = train.info
+    backbone = build_model("wrn-16-1", num_classes=info.num_classes, mean=list(info.mean), std=list(info.std),
+                           seed=0)
+    model = LICO(backbone, train.class_names, LicoConfig(), input_shape=(3, 32, 32))
+    assert model.config["text_encoder"]["name"] == "minilm"
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    result = Engine(_sgd_config(epochs=1, batch_size=32, augment="crop-flip")).fit(model, LicoObjective(), train, val)
+    record = result.history[-1]
+    for key in ("train/loss", "train/ce", "train/mm", "train/ot", "val/accuracy"):
+        assert key in record and record[key] == record[key]  # present and not NaN
+    assert record["train/loss"] > record["train/ce"]  # the LICO terms are counted
+    changed = [k for k, v in model.state_dict().items() if v.is_floating_point() and not torch.equal(v, before[k])]
+    assert "prompt.ctx" in changed and "tau" in changed and "backbone.fc.weight" in changed
+    # inference drops the text branch: the wrapped classifier alone gives the logits
+    x = val.tensors()[0][:4]
+    model.eval()
+    assert torch.equal(model(x), model.classifier()(x))
