@@ -91,3 +91,15 @@ def test_roar_bad_input():
         roar(tiny_ae(), train.AutoencoderObjective(), x, x, {"r": torch.rand(4, 3)}, [0.1])
     with pytest.raises(UsageError, match="x_test examples"):
         roar(tiny_ae(), train.AutoencoderObjective(), x, torch.rand(2, 1, 5, 5), {"r": "random"}, [0.1])
+
+
+def test_package_name_is_the_function_even_after_the_submodule_is_imported():
+    import importlib
+
+    import xairepro.metrics.roar  # noqa: F401  (binds the package attribute on import)
+
+    metrics = importlib.import_module("xairepro.metrics")
+    assert callable(metrics.roar) and metrics.roar.__name__ == "roar"
+    from xairepro.metrics import roar as again
+
+    assert again is roar

@@ -7,6 +7,8 @@ Names are imported lazily.
 from __future__ import annotations
 
 import importlib
+import sys
+import types
 from typing import Any
 
 _EXPORTS: dict[str, str] = {
@@ -59,3 +61,17 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return __all__
+
+
+class _Package(types.ModuleType):
+    """Importing a submodule named like its function (``roar``, ``insertion_deletion``) sets the package
+    attribute to the submodule; bind the function instead, so ``from xairepro.metrics import roar`` is
+    always the function (``from xairepro.metrics.roar import ...`` still works through sys.modules)."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if isinstance(value, types.ModuleType) and _EXPORTS.get(name) == value.__name__:
+            value = getattr(value, name, value)
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
