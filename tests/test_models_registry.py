@@ -107,6 +107,19 @@ def test_config_records_normalisation_as_plain_lists() -> None:
     assert "normalize.mean" not in model.state_dict()  # the config, not the weights, carries it
 
 
+@pytest.mark.parametrize("name, options, message", [
+    ("resnet18", {"cifar_stem": "false"}, "resnet18: cifar_stem must be true or false, got 'false'"),
+    ("wrn-10-1", {"conv_bias": 1}, "conv_bias must be true or false"),
+    ("small-cnn", {"num_classes": 0}, "small-cnn: num_classes must be a positive integer, got 0"),
+    ("mnist-ae", {"latent_dim": 2.5}, "latent_dim must be a positive integer"),
+    ("lstm-ae", {"seq_len": -1}, "seq_len must be a positive integer"),
+    ("small-cnn", {"mean": [0.5, 0.5]}, "mean has 2 values but the model takes 3 channels"),
+])
+def test_bad_option_values_are_usage_errors(name: str, options: dict, message: str) -> None:
+    with pytest.raises(UsageError, match=message):
+        build_model(name, **options)
+
+
 def test_model_from_config_needs_a_name() -> None:
     with pytest.raises(UsageError, match="needs a 'name'"):
         model_from_config({"num_classes": 10})

@@ -136,6 +136,13 @@ def positive_int(value: object, what: str, model: str) -> int:
     return int(value)
 
 
+def flag(value: object, what: str, model: str) -> bool:
+    """``value`` as a bool (True/False only, not "false" or 0), else a :class:`UsageError`."""
+    if not isinstance(value, bool):
+        raise UsageError(f"{model}: {what} must be true or false, got {value!r}")
+    return value
+
+
 def probability(value: object, what: str, model: str) -> float:
     """``value`` as a float in [0, 1), else a :class:`UsageError`."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:

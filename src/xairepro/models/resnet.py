@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from xairepro.errors import UsageError
-from xairepro.models.common import ImageClassifier, ImageModule, Normalize, positive_int
+from xairepro.models.common import ImageClassifier, ImageModule, Normalize, flag, positive_int
 from xairepro.models.registry import register_model
 
 __all__ = ["ResNetClassifier", "ResNetEncoder", "DenseNetEncoder", "RESNET_ARCHS", "ENCODER_ARCHS"]
@@ -45,7 +45,7 @@ def _attach_resnet_trunk(module: ImageModule, arch: str, *, in_channels: int, ci
     if arch not in RESNET_ARCHS:
         raise UsageError(f"unknown ResNet {arch!r}; valid: {', '.join(RESNET_ARCHS)}")
     module.model_name = module.arch = arch
-    module.cifar_stem = bool(cifar_stem)
+    module.cifar_stem = cifar_stem = flag(cifar_stem, "cifar_stem", arch)
     module.in_channels = positive_int(in_channels, "in_channels", arch)
     module.input_shape = None
     module.min_size = 8 if cifar_stem else 32  # the last stage is at least 1 x 1
@@ -129,7 +129,7 @@ class DenseNetEncoder(ImageModule):
         if arch != "densenet121":
             raise UsageError(f"unknown DenseNet {arch!r}; valid: densenet121")
         self.model_name = self.arch = arch
-        self.cifar_stem = bool(cifar_stem)
+        self.cifar_stem = cifar_stem = flag(cifar_stem, "cifar_stem", arch)
         self.in_channels = positive_int(in_channels, "in_channels", arch)
         self.input_shape = None
         self.min_size = 8 if cifar_stem else 32

@@ -102,8 +102,8 @@ class BurgessDecoder(nn.Module):
         layers: OrderedDict[str, nn.Module] = OrderedDict()
         for i in range(n_layers):
             last = i == n_layers - 1
-            layers[f"deconv{i + 1}"] = nn.ConvTranspose2d(HIDDEN_CHANNELS, self.out_channels if last else HIDDEN_CHANNELS,
-                                                          KERNEL, stride=2, padding=1)
+            out_channels = self.out_channels if last else HIDDEN_CHANNELS
+            layers[f"deconv{i + 1}"] = nn.ConvTranspose2d(HIDDEN_CHANNELS, out_channels, KERNEL, stride=2, padding=1)
             if not last:
                 layers[f"act{i + 1}"] = nn.ReLU()
         self.cnn = nn.Sequential(layers)

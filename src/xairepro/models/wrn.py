@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from xairepro.errors import UsageError
-from xairepro.models.common import ImageClassifier, Normalize, positive_int, probability
+from xairepro.models.common import ImageClassifier, Normalize, flag, positive_int, probability
 from xairepro.models.registry import register_model
 
 __all__ = ["WideResNet", "WideBasicBlock"]
@@ -69,6 +69,7 @@ class WideResNet(ImageClassifier):
         if activation not in ACTIVATIONS:
             raise UsageError(f"{name}: activation must be one of {', '.join(ACTIVATIONS)}, got {activation!r}")
         dropout = probability(dropout, "dropout", name)
+        conv_bias = flag(conv_bias, "conv_bias", name)
         if not isinstance(bn_momentum, (int, float)) or not 0 < bn_momentum <= 1:
             raise UsageError(f"{name}: bn_momentum must be in (0, 1], got {bn_momentum!r}")
         self.model_name = name
