@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -154,6 +155,14 @@ def test_label_target_and_reference() -> None:
     torch.testing.assert_close(r.insertion, torch.tensor(ref_ins), atol=1e-5, rtol=0)
     torch.testing.assert_close(r.deletion, torch.tensor(ref_del), atol=1e-5, rtol=0)
     assert r.targets.tolist() == [4, 1]
+    # with the predicted-class protocol, labels are ignored
+    pp = dataclasses.replace(p, target="predicted")
+    with torch.no_grad():
+        pred = model.eval()(x).argmax(1)
+    assert pred.tolist() != labels.tolist()  # otherwise this check could not fail
+    assert insertion_deletion(model, x, sal, pp, labels=labels).targets.tolist() == pred.tolist()
+    torch.testing.assert_close(insertion_deletion(model, x, sal, pp, labels=labels).insertion,
+                               insertion_deletion(model, x, sal, pp).insertion)
 
 
 # --- invariances -----------------------------------------------------------------------------------------------

@@ -22,10 +22,13 @@ from xairepro.errors import UsageError
 from xairepro.explain._cam_utils import Target, check_images, normalize_maps, resolve_targets
 from xairepro.utils import make_generator, preserved_state, progress
 
-__all__ = ["RISE", "generate_rise_masks"]
+__all__ = ["RISE", "generate_rise_masks", "N_MASKS", "CELL_SIZE", "P1", "BATCH_SIZE"]
+
+#: Defaults (SPEC 5): N = 4000 masks of an s = 8 grid with keep probability p1 = 0.1.
+N_MASKS, CELL_SIZE, P1, BATCH_SIZE = 4000, 8, 0.1, 256
 
 
-def generate_rise_masks(n_masks: int, input_size: tuple[int, int], cell_size: int = 8, p1: float = 0.1,
+def generate_rise_masks(n_masks: int, input_size: tuple[int, int], cell_size: int = CELL_SIZE, p1: float = P1,
                         seed: int | None = 0, device: torch.device | str = "cpu",
                         chunk: int = 256) -> torch.Tensor:
     """RISE masks (N, H, W) float32 in [0, 1] on ``device``, drawn from ``seed`` with a local generator.
@@ -70,8 +73,8 @@ class RISE:
     otherwise masks are generated once per (H, W, device) from ``seed`` and kept.
     """
 
-    def __init__(self, model: nn.Module, n_masks: int = 4000, cell_size: int = 8, p1: float = 0.1,
-                 batch_size: int = 256, seed: int | None = 0, *, masks: torch.Tensor | None = None,
+    def __init__(self, model: nn.Module, n_masks: int = N_MASKS, cell_size: int = CELL_SIZE, p1: float = P1,
+                 batch_size: int = BATCH_SIZE, seed: int | None = 0, *, masks: torch.Tensor | None = None,
                  score: str = "softmax", normalize: bool = True, show_progress: bool = False) -> None:
         if not isinstance(model, nn.Module):
             raise UsageError(f"model must be a torch.nn.Module, got {type(model).__name__}")

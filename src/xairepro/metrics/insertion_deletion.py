@@ -178,7 +178,8 @@ def insertion_deletion(model: nn.Module, x: torch.Tensor, saliency: torch.Tensor
     """Insertion and deletion curves and AUCs of ``saliency`` (B, H, W) for images ``x`` (B, C, H, W).
 
     ``protocol`` defaults to ``InsertionDeletionProtocol.petsiuk()`` (a preset name is accepted);
-    ``labels`` (B,) are needed when ``protocol.target == "label"``.  The model is left as it was.
+    ``labels`` (B,) are needed when ``protocol.target == "label"`` (ignored for ``"predicted"``).
+    The model is left as it was.
     """
     if protocol is None:
         protocol = InsertionDeletionProtocol.petsiuk()
@@ -212,7 +213,7 @@ def insertion_deletion(model: nn.Module, x: torch.Tensor, saliency: torch.Tensor
         finishes = torch.cat([del_end, xs])
 
         logits0 = torch.cat([model(xs[i:i + batch_size]) for i in range(0, b, batch_size)])
-        targets = labels if labels is not None else resolve_targets(None, logits0, b, device)
+        targets = labels if protocol.target == "label" else resolve_targets(None, logits0, b, device)
         resolve_targets(targets, logits0, b, device)  # range check against the model's classes
         score0 = _scores(logits0, targets, protocol.score)
 

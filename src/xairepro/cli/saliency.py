@@ -1,0 +1,227 @@
+"""``xairepro saliency``: saliency maps of a trained classifier and their insertion/deletion (and IoU) scores.
+
+    xairepro saliency --checkpoint CK --data NAME --methods gradcam,gradcampp,groupcam,rise \\
+        --protocol petsiuk --n-images N --out DIR
+
+writes ``DIR/saliency_grid.png`` (images x methods), ``DIR/curves.png``, ``DIR/per_image.csv`` (one row
+per image and method), ``DIR/summary.csv`` and ``DIR/summary.md`` (mean ± std per method),
+``DIR/maps.pt`` (every map) and ``DIR/protocol.json`` (the protocol record, its digest, the run's inputs).
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+from pathlib import Path
+from typing import Any
+
+import torch
+import typer
+
+from xairepro.errors import UsageError
+from xairepro.explain.rise import BATCH_SIZE, N_MASKS
+
+DEFAULT_METHODS = "gradcam,gradcampp,groupcam,rise"
+#: Images processed together (maps, then insertion/deletion) before moving on.
+CHUNK = 32
+
+
+def _parse_options(items: list[str]) -> dict[str, Any]:
+    import yaml
+
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"--data-option {item!r} is not of the form key=value")
+        out[key.strip()] = yaml.safe_load(value)
+    return out
+
+
+def _images(ds: Any, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    n = min(n, len(ds))
+    idx = list(range(n))
+    if hasattr(ds, "batch"):
+        x, y = ds.batch(idx)
+    else:
+        pairs = [ds[i] for i in idx]
+        x, y = torch.stack([p[0] for p in pairs]), torch.as_tensor([int(p[1]) for p in pairs])
+    masks = getattr(ds, "masks", None)
+    return x.float(), torch.as_tensor(y).long(), (masks[:n].bool() if masks is not None else None)
+
+
+def run_saliency(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, seg: torch.Tensor | None, *,
+                 methods: list[str], protocol: Any, rise_masks: int = N_MASKS, batch_size: int = BATCH_SIZE,
+                 seed: int = 0, target_layer: str | None = None, progress: Any = None
+                 ) -> tuple[list[dict[str, Any]], dict[str, torch.Tensor], dict[str, Any], dict[str, str]]:
+    """Maps, insertion/deletion and IoU per image for each method.
+
+    Returns (rows: one dict per image and method, maps (N, H, W) per method, the insertion/deletion
+    result per method, each explainer's settings).
+    """
+    from xairepro.explain import saliency_method
+    from xairepro.metrics import insertion_deletion, soft_iou
+    from xairepro.metrics.insertion_deletion import InsertionDeletionResult
+
+    explainers = {}
+    for name in methods:
+        opts: dict[str, Any] = {}
+        if name == "rise":
+            opts = {"n_masks": rise_masks, "batch_size": batch_size, "seed": seed}
+        elif name in ("groupcam", "scorecam"):
+            opts = {"batch_size": batch_size}
+        explainers[name] = saliency_method(name, model, target_layer, **opts)
+    rows: list[dict[str, Any]] = []
+    maps: dict[str, list[torch.Tensor]] = {m: [] for m in methods}
+    parts: dict[str, list[InsertionDeletionResult]] = {m: [] for m in methods}
+    for start in range(0, x.shape[0], CHUNK):
+        xb, yb = x[start:start + CHUNK], y[start:start + CHUNK]
+        for name, explain in explainers.items():
+            target = yb if protocol.target == "label" else None
+            sal = explain(xb, target=target)
+            r = insertion_deletion(model, xb, sal, protocol, labels=yb, batch_size=batch_size)
+            iou = soft_iou(sal, seg[start:start + CHUNK].to(sal.device)) if seg is not None else None
+            maps[name].append(sal.cpu())
+            parts[name].append(r)
+            for i in range(xb.shape[0]):
+                row = {"image": start + i, "label": int(yb[i]), "target": int(r.targets[i]), "method": name,
+                       "insertion": float(r.insertion[i]), "deletion": float(r.deletion[i]),
+                       "overall": float(r.overall[i])}
+                if iou is not None:
+                    row["soft_iou"] = float(iou[i])
+                rows.append(row)
+            if progress is not None:
+                progress()
+    results = {}
+    for name, rs in parts.items():
+        results[name] = InsertionDeletionResult(
+            *(torch.cat([getattr(r, f).cpu() for r in rs]) for f in
+              ("insertion", "deletion", "insertion_curve", "deletion_curve")),
+            fractions=rs[0].fractions.cpu(), targets=torch.cat([r.targets.cpu() for r in rs]), protocol=protocol)
+    settings = {name: repr(e) for name, e in explainers.items()}
+    return rows, {m: torch.cat(v) for m, v in maps.items()}, results, settings
+
+
+def _summary(rows: list[dict[str, Any]], methods: list[str]) -> Any:
+    import pandas as pd
+
+    df = pd.DataFrame(rows)
+    metrics = [c for c in ("insertion", "deletion", "overall", "soft_iou") if c in df.columns]
+    agg = df.groupby("method", sort=False)[metrics].agg(["mean", "std", "count"])
+    out = pd.DataFrame({"method": methods})
+    for m in metrics:
+        out[f"{m}_mean"] = [float(agg.loc[k, (m, "mean")]) for k in methods]
+        out[f"{m}_std"] = [float(agg.loc[k, (m, "std")]) if agg.loc[k, (m, "count")] > 1 else 0.0 for k in methods]
+    out["n_images"] = [int(agg.loc[k, (metrics[0], "count")]) for k in methods]
+    return out, metrics
+
+
+def _markdown(summary: Any, metrics: list[str], header: str) -> str:
+    arrows = {"insertion": "↑", "deletion": "↓", "overall": "↑", "soft_iou": "↑"}
+    cols = ["method", "n"] + [f"{m} {arrows[m]}" for m in metrics]
+    lines = [header, "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for _, r in summary.iterrows():
+        cells = [r["method"], str(r["n_images"])] + [f"{r[f'{m}_mean']:.3f} ± {r[f'{m}_std']:.3f}" for m in metrics]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("saliency")
+    def saliency_command(
+        checkpoint: Path = typer.Option(..., "--checkpoint", help="Classifier saved by xairepro (train/save_model)."),
+        data: str = typer.Option(..., "--data", help="Data set name (see `xairepro list`)."),
+        out: Path = typer.Option(..., "--out", help="Output folder (created)."),
+        methods: str = typer.Option(DEFAULT_METHODS, "--methods",
+                                    help="Comma-separated: gradcam, gradcampp, groupcam, rise, scorecam, "
+                                         "layercam, xgradcam, eigencam, hirescam."),
+        protocol: str = typer.Option("petsiuk", "--protocol", help="Insertion/deletion protocol: petsiuk or lico-fact."),
+        n_images: int = typer.Option(64, "--n-images", help="The first N images of the split are explained."),
+        split: str = typer.Option("test", "--split", help="train, val or test."),
+        data_dir: Path = typer.Option(None, "--data-dir", help="Folder holding the real data sets."),
+        data_options: list[str] = typer.Option([], "--data-option", metavar="KEY=VALUE",
+                                               help="Option of the data set (e.g. size=32); repeatable."),
+        target_layer: str = typer.Option(None, "--target-layer", help="Dotted name of the CAM layer "
+                                         "(default: the model's cam_layer)."),
+        rise_masks: int = typer.Option(N_MASKS, "--rise-masks", help="Number of RISE masks."),
+        batch_size: int = typer.Option(BATCH_SIZE, "--batch-size", help="Images per forward pass."),
+        seed: int = typer.Option(0, "--seed", help="Seed of the data split and of RISE's masks."),
+        device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1 ..."),
+        grid_images: int = typer.Option(8, "--grid-images", help="Images shown in saliency_grid.png."),
+        progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+    ) -> int:
+        """Explain N images with each method; score insertion/deletion (and soft IoU where masks exist)."""
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        from xairepro.data import load
+        from xairepro.explain.cam import SALIENCY_METHODS, _ALIASES
+        from xairepro.metrics import InsertionDeletionProtocol
+        from xairepro.report.saliency_figures import insertion_deletion_curves, saliency_grid
+        from xairepro.train import load_model
+        from xairepro.utils import atomic_path, atomic_torch_save, atomic_write_text
+
+        names = [_ALIASES.get(m.strip().lower(), m.strip().lower()) for m in methods.split(",") if m.strip()]
+        unknown = [m for m in names if m not in SALIENCY_METHODS]
+        if not names or unknown:
+            raise UsageError(f"unknown saliency method(s) {', '.join(unknown) or '(none given)'}; "
+                             f"choose from {', '.join(SALIENCY_METHODS)}")
+        names = list(dict.fromkeys(names))
+        proto = InsertionDeletionProtocol.preset(protocol)
+        for flag, value in (("--n-images", n_images), ("--rise-masks", rise_masks), ("--batch-size", batch_size)):
+            if value < 1:
+                raise UsageError(f"{flag} must be >= 1, got {value}")
+        if not checkpoint.is_file():
+            raise UsageError(f"checkpoint {str(checkpoint)!r} does not exist")
+        dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
+                           "cpu" if device == "auto" else device)
+        options = _parse_options(data_options)
+        ds = load(data, split, data_dir, seed=seed, **options)
+        model = load_model(checkpoint, map_location=dev)
+        x, y, seg = _images(ds, n_images)
+        if hasattr(model, "check_input"):
+            model.check_input(x)
+        classes = getattr(model, "num_classes", None)
+        if classes is not None and ds.info.num_classes is not None and classes != ds.info.num_classes:
+            raise UsageError(f"the checkpoint predicts {classes} classes but {data!r} has {ds.info.num_classes}")
+        x, y = x.to(dev), y.to(dev)
+
+        console = Console(stderr=True)
+        total = len(names) * -(-x.shape[0] // CHUNK)
+        with Progress(TextColumn("[bold]saliency"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                      console=console, disable=not progress, transient=True) as bar:
+            task = bar.add_task("saliency", total=total)
+            rows, maps, results, settings = run_saliency(model, x, y, seg, methods=names, protocol=proto,
+                                               rise_masks=rise_masks, batch_size=batch_size, seed=seed,
+                                               target_layer=target_layer, progress=lambda: bar.advance(task))
+
+        import pandas as pd
+
+        out.mkdir(parents=True, exist_ok=True)
+        with atomic_path(out / "per_image.csv") as tmp:
+            pd.DataFrame(rows).to_csv(tmp, index=False)
+        summary, metrics = _summary(rows, names)
+        with atomic_path(out / "summary.csv") as tmp:
+            summary.to_csv(tmp, index=False)
+        header = (f"Saliency on {data} ({split}, {x.shape[0]} images), protocol {proto.name} "
+                  f"({proto.digest}), checkpoint {checkpoint.name}")
+        table = _markdown(summary, metrics, header)
+        atomic_write_text(out / "summary.md", table)
+        atomic_torch_save({m: v.half() for m, v in maps.items()}, out / "maps.pt")
+        k = min(grid_images, x.shape[0])
+        titles = [ds.info.class_names[int(c)] if ds.info.class_names else str(int(c)) for c in y[:k]]
+        saliency_grid(x[:k].cpu(), {m: v[:k] for m, v in maps.items()}, row_titles=titles,
+                      path=out / "saliency_grid.png")
+        insertion_deletion_curves(results, title=f"{data}: {checkpoint.name}", path=out / "curves.png")
+        record = {"protocol": proto.to_dict(), "protocol_digest": proto.digest, "methods": names,
+                  "method_settings": settings,
+                  "checkpoint": str(checkpoint), "data": data, "split": split, "data_options": options,
+                  "n_images": int(x.shape[0]), "seed": seed, "device": str(dev), "torch": torch.__version__,
+                  "python": platform.python_version(),
+                  "substrates": "pixel space: images in [0, 1], normalisation inside the model"}
+        atomic_write_text(out / "protocol.json", json.dumps(record, indent=2, sort_keys=True, default=str))
+        print(table, end="")
+        print(f"wrote {out}/saliency_grid.png, curves.png, per_image.csv, summary.csv, summary.md, maps.pt, "
+              "protocol.json")
+        return 0
+
