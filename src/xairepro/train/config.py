@@ -138,30 +138,34 @@ class TrainConfig:
     val_every: int = 1
     drop_last: bool = False
 
-    def validate(self) -> TrainConfig:
-        """Raise :class:`ConfigError` for the first invalid value; return ``self`` when all are valid."""
+    def validate(self, prefix: str = "") -> TrainConfig:
+        """Raise :class:`ConfigError` for the first invalid value; return ``self`` when all are valid.
+
+        ``prefix`` names this section in messages (``"train."`` inside a run config).
+        """
+        p = prefix
         for key in ("epochs", "batch_size", "devices", "val_every"):
             value = getattr(self, key)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"{key} must be a positive integer; got {value!r}")
+                raise ConfigError(f"{p}{key} must be a positive integer; got {value!r}")
         for key in ("checkpoint_every", "num_workers"):
             value = getattr(self, key)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ConfigError(f"{key} must be an integer >= 0; got {value!r}")
-        self.optimizer.validate()
-        self.schedule.validate()
-        self.early_stopping.validate()
-        _choice(self.precision, PRECISIONS, "precision")
-        _choice(self.accelerator, ACCELERATORS, "accelerator")
-        _choice(self.strategy, STRATEGIES, "strategy")
+                raise ConfigError(f"{p}{key} must be an integer >= 0; got {value!r}")
+        self.optimizer.validate(f"{p}optimizer")
+        self.schedule.validate(f"{p}schedule")
+        self.early_stopping.validate(f"{p}early_stopping")
+        _choice(self.precision, PRECISIONS, f"{p}precision")
+        _choice(self.accelerator, ACCELERATORS, f"{p}accelerator")
+        _choice(self.strategy, STRATEGIES, f"{p}strategy")
         if self.ema is not None and not 0 < self.ema < 1:
-            raise ConfigError(f"ema must be a decay in (0, 1) such as 0.999, or null; got {self.ema!r}")
+            raise ConfigError(f"{p}ema must be a decay in (0, 1) such as 0.999, or null; got {self.ema!r}")
         if self.grad_clip is not None:
-            _positive(self.grad_clip, "grad_clip")
+            _positive(self.grad_clip, f"{p}grad_clip")
         if self.devices > 1 and self.strategy == "auto":
-            raise ConfigError("devices > 1 needs strategy=ddp or strategy=ddp_spawn")
+            raise ConfigError(f"{p}devices > 1 needs {p}strategy=ddp or {p}strategy=ddp_spawn")
         if self.seed < 0:
-            raise ConfigError(f"seed must be >= 0; got {self.seed!r}")
+            raise ConfigError(f"{p}seed must be >= 0; got {self.seed!r}")
         if not isinstance(self.augment, str) or not self.augment.strip():
-            raise ConfigError("augment must name a batched augmentation, or be 'none'")
+            raise ConfigError(f"{p}augment must name a batched augmentation, or be 'none'")
         return self
