@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
+import re
 import sys
 import time
 import traceback
@@ -25,6 +26,7 @@ from xairepro.runner.store import CellOutcome
 __all__ = ["Job", "Executor", "LocalExecutor", "RayExecutor", "execute_cell", "make_executor", "EXECUTORS"]
 
 EXECUTORS = ("local", "ray")
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 @dataclass(frozen=True)
@@ -118,7 +120,7 @@ class LocalExecutor:
 
 def _ship_by_value(experiments: Sequence[Experiment]) -> None:
     """Experiments defined outside xairepro (a script, a test module) travel to Ray workers by value."""
-    import cloudpickle
+    from ray import cloudpickle  # Ray serialises with its own copy of cloudpickle
 
     for exp in experiments:
         module_name = type(exp).__module__
@@ -149,6 +151,7 @@ class RayExecutor:
         if ray.is_initialized():
             return False
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+        os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # a local, private instance
         if self.address:
             ray.init(address=self.address, log_to_driver=True)
         else:
@@ -176,7 +179,8 @@ class RayExecutor:
                 try:
                     yield ray.get(done[0])
                 except Exception as exc:  # noqa: BLE001 - the task itself died (worker crash, pickling)
-                    line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                    lines = [ln.strip() for ln in _ANSI.sub("", str(exc)).splitlines() if ln.strip()]
+                    line = lines[-1] if lines else type(exc).__name__  # the root cause comes last
                     yield CellOutcome(job.cell.key, job.cell.label, [], 0.0, "",
                                       error=f"ray task failed: {line}", traceback=str(exc), status="failed")
         finally:

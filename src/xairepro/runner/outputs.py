@@ -16,10 +16,11 @@ from typing import Any
 
 import pandas as pd
 
+from xairepro.config import config_hash
 from xairepro.experiments.base import RECORD_FIELDS, Experiment, Figure, Reference, Results, Verdict
 from xairepro.utils import atomic_path
 
-__all__ = ["SUMMARY_FIELDS", "results_frame", "write_csv", "summarise", "evaluate_claims", "make_figures"]
+__all__ = ["SUMMARY_FIELDS", "results_frame", "write_csv", "summarise", "evaluate_claims", "figures_key", "make_figures"]
 
 SUMMARY_FIELDS: tuple[str, ...] = ("experiment", "dataset", "variant", "metric", "n", "mean", "std",
                                    "reference", "reference_std", "difference", "source", "note")
@@ -94,29 +95,45 @@ def evaluate_claims(experiment: Experiment, cfg: Any, results: Results) -> list[
     return out
 
 
-def make_figures(experiment: Experiment, results: Results, out_dir: Path) -> list[dict[str, Any]]:
-    """Call ``experiment.figures`` into ``out_dir/figures/<experiment>``; paths relative to ``out_dir``."""
+def figures_key(experiment: Experiment, cfg: Any, results: Results) -> str:
+    """Hash of what an experiment's figures depend on: its version, config and results."""
+    blob = results.frame.to_csv(index=False, lineterminator="\n")
+    return config_hash({"experiment": experiment.name, "version": experiment.version,
+                        "config": experiment.config_dict(cfg), "results": blob})
+
+
+def make_figures(experiment: Experiment, cfg: Any, results: Results, out_dir: Path,
+                 previous: Sequence[dict[str, Any]] = ()) -> list[dict[str, Any]]:
+    """Call ``experiment.figures`` into ``out_dir/figures/<experiment>``; paths relative to ``out_dir``.
+
+    ``previous`` entries (the last ``figures.json``) are reused when their key matches and their files
+    exist: figures are redrawn only when the results, the config or the experiment's version changed.
+    """
+    key = figures_key(experiment, cfg, results)
+    old = [f for f in previous if f.get("experiment") == experiment.name]
+    if old and all(f.get("key") == key and f.get("path") and (out_dir / f["path"]).is_file() for f in old):
+        return old
     fig_dir = out_dir / "figures" / experiment.name
     fig_dir.mkdir(parents=True, exist_ok=True)
+
+    def entry(path: str | None, caption: str, error: str | None) -> dict[str, Any]:
+        return {"experiment": experiment.name, "path": path, "caption": caption, "error": error, "key": key}
+
     try:
         figures = experiment.figures(results, fig_dir)
     except Exception as exc:  # noqa: BLE001 - a broken figure is reported in the report, not fatal
         line = (str(exc).strip().splitlines() or [""])[0]
-        return [{"experiment": experiment.name, "path": None, "caption": "",
-                 "error": f"figures failed: {type(exc).__name__}: {line}"}]
+        return [entry(None, "", f"figures failed: {type(exc).__name__}: {line}")]
     out = []
     root = out_dir.resolve()
     for fig in figures:
         if not isinstance(fig, Figure):
-            out.append({"experiment": experiment.name, "path": None, "caption": "",
-                        "error": f"figures() returned {type(fig).__name__}, not a Figure"})
+            out.append(entry(None, "", f"figures() returned {type(fig).__name__}, not a Figure"))
             continue
         path = Path(fig.path)
         path = (path if path.is_absolute() else fig_dir / path).resolve()
         if not path.is_file() or not path.is_relative_to(root):
-            out.append({"experiment": experiment.name, "path": None, "caption": fig.caption,
-                        "error": f"figure file {path.name!r} is missing or outside the output folder"})
+            out.append(entry(None, fig.caption, f"figure file {path.name!r} is missing or outside the output folder"))
             continue
-        out.append({"experiment": experiment.name, "path": path.relative_to(root).as_posix(),
-                    "caption": fig.caption, "error": None})
+        out.append(entry(path.relative_to(root).as_posix(), fig.caption, None))
     return out

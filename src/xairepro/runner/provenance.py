@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import platform
 import sys
@@ -23,14 +24,20 @@ PACKAGES: tuple[str, ...] = (
 )
 
 
-def package_versions() -> dict[str, str | None]:
-    out: dict[str, str | None] = {"python": platform.python_version()}
+@functools.lru_cache(maxsize=1)
+def _versions() -> tuple[tuple[str, str | None], ...]:
+    out: list[tuple[str, str | None]] = [("python", platform.python_version())]
     for name in PACKAGES:
         try:
-            out[name] = metadata.version(name)
+            out.append((name, metadata.version(name)))
         except metadata.PackageNotFoundError:
-            out[name] = None
-    return out
+            out.append((name, None))
+    return tuple(out)
+
+
+def package_versions() -> dict[str, str | None]:
+    """Versions of Python and of the packages a result may depend on (cached per process)."""
+    return dict(_versions())
 
 
 def device_info() -> dict[str, Any]:

@@ -10,6 +10,7 @@ cells already on disk.  The Markdown/HTML report is rendered from the files writ
 from __future__ import annotations
 
 import datetime as _dt
+import json
 import os
 import time
 from collections.abc import Sequence
@@ -88,6 +89,14 @@ def check_data_dir(data_dir: str | os.PathLike[str] | None) -> Path | None:
     except OSError as exc:
         raise UsageError(f"data dir {str(path)!r} is not readable ({exc.strerror})") from None
     return path.resolve()
+
+
+def _read_list(path: Path) -> list[dict[str, Any]]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    return [d for d in data if isinstance(d, dict)] if isinstance(data, list) else []
 
 
 def _plan(experiments: Sequence[Experiment], preset: str,
@@ -189,11 +198,12 @@ def reproduce(
     write_csv(summarise(frame, references), out / "summary.csv")
     claims: dict[str, Any] = {}
     figures: list[dict[str, Any]] = []
+    previous = _read_list(out / "figures.json")
     for exp in experiments:
         results = Results(frame[frame["experiment"] == exp.name].reset_index(drop=True))
         claims[exp.name] = evaluate_claims(exp, configs[exp.name], results)
         if len(results):
-            figures.extend(make_figures(exp, results, out))
+            figures.extend(make_figures(exp, configs[exp.name], results, out, previous))
     write_json(out / "claims.json", claims)
     write_json(out / "figures.json", figures)
     wall = time.perf_counter() - t0

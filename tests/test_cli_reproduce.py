@@ -1,0 +1,144 @@
+"""``xairepro reproduce`` and ``xairepro report`` from the command line: success, failing cells, and
+bad input (exit 2, one line on stderr, nothing written over)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+
+from test_runner_experiment import ToyExperiment, toy  # noqa: F401 - `toy` is a fixture
+from xairepro.cli import main
+from xairepro.experiments import register_experiment, unregister_experiment
+
+
+class OtherExperiment(ToyExperiment):
+    name = "other"
+    study = "otherstudy"
+
+
+@pytest.fixture
+def other() -> OtherExperiment:
+    exp = register_experiment(OtherExperiment, replace=True)
+    yield exp
+    unregister_experiment("other")
+
+
+def _snapshot(root: Path) -> dict[str, str] | None:
+    """Every file under root with a hash of its bytes (None when root does not exist)."""
+    if not root.exists():
+        return None
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def _run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    rc = main(args)
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def test_reproduce_writes_every_output_and_exits_0(toy: ToyExperiment, tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "run"
+    rc, stdout, _ = _run(["reproduce", "toystudy", "--preset", "quick", "--out", str(out), "--no-progress",
+                          "--set", "toy.offset_a=1", "--set", "seeds=[3]"], capsys)
+    assert rc == 0
+    assert "4 cells: 4 computed, 0 cached, 0 failed" in stdout
+    for name in ("results.csv", "summary.csv", "report.md", "index.html", "provenance.json", "run.json",
+                 "claims.json", "figures.json"):
+        assert (out / name).is_file(), name
+    prov = json.loads((out / "provenance.json").read_text())
+    assert prov["experiments"]["toy"]["config"]["offset_a"] == 1.0
+    assert prov["experiments"]["toy"]["seeds"] == [3]
+    assert prov["run"]["preset"] == "quick" and prov["packages"]["torch"]
+    assert {c["status"] for c in prov["cells"]} == {"computed"}
+    assert all(c["wall_time_s"] is not None for c in prov["cells"])
+    rc, stdout, _ = _run(["reproduce", "toy", "--out", str(out), "--no-progress",
+                          "--set", "toy.offset_a=1", "--set", "seeds=[3]"], capsys)
+    assert rc == 0 and "0 computed, 4 cached" in stdout
+
+
+def test_failing_cells_exit_1_and_are_named(toy: ToyExperiment, tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    toy.failing = {"plus"}
+    rc, stdout, err = _run(["reproduce", "toy", "--out", str(tmp_path), "--no-progress"], capsys)
+    assert rc == 1
+    assert "4 computed, 0 cached, 4 failed" in stdout
+    assert "cell failed: toy/a/plus/seed=0: RuntimeError: boom in plus" in err
+    assert (tmp_path / "index.html").is_file()  # the report is still written, with the failures
+
+
+def test_progress_display_counts_cells(toy: ToyExperiment, tmp_path: Path,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    toy.failing = {"plus"}
+    rc, _, err = _run(["reproduce", "toy", "--out", str(tmp_path), "--set", "datasets=[a]"], capsys)
+    assert rc == 1
+    assert "failed toy/a/plus/seed=0: RuntimeError: boom in plus" in err
+    assert "done 2 · cached 0 · failed 2" in err
+
+
+@pytest.mark.parametrize("args, reason", [
+    (["reproduce", "nosuch", "--out", "{out}"], "unknown experiment or study 'nosuch'"),
+    (["reproduce", "toy", "--preset", "huge", "--out", "{out}"], "no preset 'huge'"),
+    (["reproduce", "toy", "--out", "{out}", "--set", "nokey=1"], "nokey"),
+    (["reproduce", "toy", "--out", "{out}", "--set", "offset_a=abc"], "offset_a"),
+    (["reproduce", "toy", "--out", "{out}", "--set", "novalue"], "not of the form key=value"),
+    (["reproduce", "toy", "--out", "{out}", "--set", "other.offset_a=1"], "'other' is not part of this run"),
+    (["reproduce", "toy", "--out", "{out}", "--data-dir", "{missing}"], "does not exist or is not a folder"),
+    (["reproduce", "toy", "--out", "{out}", "--data-dir", "{file}"], "does not exist or is not a folder"),
+    (["reproduce", "toy", "--out", "{out}", "--executor", "dask"], "unknown executor 'dask'"),
+    (["reproduce", "toy", "--out", "{out}", "--address", "h:1"], "--address only applies"),
+    (["reproduce", "toy"], "--out"),
+])
+def test_bad_input_exits_2_with_one_line_and_writes_nothing(toy: ToyExperiment, other: OtherExperiment,
+                                                           tmp_path: Path, args: list[str], reason: str,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "a_file").write_text("x")
+    out = tmp_path / "out"
+    subst = {"out": str(out), "missing": str(tmp_path / "missing"), "file": str(tmp_path / "a_file")}
+    rc, stdout, err = _run([a.format(**subst) for a in args], capsys)
+    assert rc == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("xairepro: error:"), err
+    assert reason in lines[0]
+    assert not out.exists()
+
+
+def test_output_folder_of_another_study_is_refused_untouched(toy: ToyExperiment, other: OtherExperiment,
+                                                             tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "run"
+    assert _run(["reproduce", "toy", "--out", str(out), "--no-progress"], capsys)[0] == 0
+    before = _snapshot(out)
+    for args, reason in (
+        (["reproduce", "otherstudy"], "holds results of toy"),
+        (["reproduce", "toy", "--preset", "paper"], "holds preset 'quick' results"),
+    ):
+        rc, _, err = _run([*args, "--out", str(out), "--no-progress"], capsys)
+        assert rc == 2 and reason in err and len(err.strip().splitlines()) == 1
+        assert _snapshot(out) == before
+    # a superset of the studies it holds is fine (and reuses its cells)
+    rc, stdout, _ = _run(["reproduce", "toy", "other", "--out", str(out), "--no-progress"], capsys)
+    assert rc == 0 and "16 cells: 8 computed, 8 cached" in stdout
+
+
+def test_non_empty_foreign_folder_is_refused(toy: ToyExperiment, tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "thesis.tex").write_text("precious")
+    rc, _, err = _run(["reproduce", "toy", "--out", str(tmp_path)], capsys)
+    assert rc == 2 and "not empty and holds no xairepro run" in err
+    assert _snapshot(tmp_path) == {"thesis.tex": hashlib.sha256(b"precious").hexdigest()}
+
+
+def test_report_command_rerenders_and_rejects_a_folder_without_a_run(toy: ToyExperiment, tmp_path: Path,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    rc, _, err = _run(["report", str(tmp_path)], capsys)
+    assert rc == 2 and "holds no finished xairepro run" in err and len(err.strip().splitlines()) == 1
+    out = tmp_path / "run"
+    assert _run(["reproduce", "toy", "--out", str(out), "--no-progress"], capsys)[0] == 0
+    (out / "index.html").unlink()
+    rc, stdout, _ = _run(["report", str(out)], capsys)
+    assert rc == 0 and (out / "index.html").is_file() and "index.html" in stdout

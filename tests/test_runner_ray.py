@@ -1,0 +1,46 @@
+"""The Ray executor (a local Ray with 2 CPUs) gives the same results.csv as the in-process one."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from test_runner_experiment import ToyExperiment, toy  # noqa: F401 - `toy` is a fixture
+from xairepro.errors import UsageError
+from xairepro.runner import LocalExecutor, RayExecutor, make_executor, reproduce
+
+pytest.importorskip("ray")  # ray is the optional extra `distributed`; it is installed in the dev set-up
+
+pytestmark = pytest.mark.ray
+
+
+def test_ray_executor_gives_the_local_results_byte_for_byte(toy: ToyExperiment, tmp_path: Path) -> None:
+    import ray
+
+    overrides = ["variants=[plus,times,boom]", "offset_b=0.5"]
+    toy.failing = {"boom"}  # a failing cell kind: reported with its error, the others finish
+    local = reproduce(["toy"], out_dir=tmp_path / "local", overrides=overrides, show_progress=False)
+    distributed = reproduce(["toy"], out_dir=tmp_path / "ray", executor="ray", overrides=overrides,
+                            show_progress=False)
+    assert not ray.is_initialized()  # the local Ray it started is shut down again
+    assert (local.computed, local.failed) == (8, 4)
+    assert (distributed.computed, distributed.failed) == (8, 4)
+    assert {f.error for f in distributed.failures} == {"RuntimeError: boom in boom"}
+    assert (tmp_path / "ray" / "results.csv").read_bytes() == (tmp_path / "local" / "results.csv").read_bytes()
+    assert (tmp_path / "ray" / "summary.csv").read_bytes() == (tmp_path / "local" / "summary.csv").read_bytes()
+    assert len((tmp_path / "ray" / "results.csv").read_text().splitlines()) == 1 + 16
+    prov = json.loads((tmp_path / "ray" / "provenance.json").read_text())
+    assert prov["run"]["executor"] == "ray"
+    assert sorted(c["status"] for c in prov["cells"]) == ["computed"] * 8 + ["failed"] * 4
+
+
+def test_make_executor_validates_its_arguments() -> None:
+    assert isinstance(make_executor("local"), LocalExecutor)
+    ex = make_executor("ray", "auto")
+    assert isinstance(ex, RayExecutor) and ex.address == "auto"
+    with pytest.raises(UsageError, match="unknown executor 'dask'"):
+        make_executor("dask")
+    with pytest.raises(UsageError, match="--address only applies to --executor ray"):
+        make_executor("local", "host:6379")
