@@ -279,6 +279,39 @@ def test_embedding_layer_ig_matches_the_linear_oracle():
     torch.testing.assert_close(attr, batch_vs_single)
 
 
+def test_layer_gradient_shap_pairs_anchors_at_batch_above_one():
+    """Linear layers: layer GradientShap = layer IG exactly, but only if captum's noise tunnel pairs each
+    expanded row with its own anchor (it expands additional_forward_args with repeat_interleave)."""
+    torch.manual_seed(2)
+    enc = nn.Sequential(nn.Linear(5, 4), nn.Linear(4, 3)).to(DT)
+    x = torch.randn(4, 5, dtype=DT)
+    ig = LabelFreeAttribution(enc, "integrated_gradients", layer=enc[0]).attribute(x, baselines=0.0)
+    gs = LabelFreeAttribution(enc, "gradient_shap", layer=enc[0]).attribute(x, baselines=0.0, seed=0)
+    assert gs.shape == (4, 4)
+    torch.testing.assert_close(gs, ig, rtol=1e-6, atol=1e-8)
+    bug = LabelFreeAttribution(enc, "gradient_shap", layer=enc[0], bug_compatible=True)
+    assert (bug.attribute(x, baselines=0.0, seed=0) - ig).abs().max() > 1e-3
+    with pytest.raises(UsageError, match="token ids"):
+        tok = TokenEncoder()
+        LabelFreeAttribution(tok, "gradient_shap", layer=tok.embedding).attribute(torch.ones(2, 3, dtype=torch.long))
+
+
+@pytest.mark.parametrize("method", ["input_x_gradient", "deeplift"])
+def test_other_layer_methods_pair_anchors_correctly(method):
+    """g is linear in the embeddings, so every layer method gives the IG answer, also at batch > 1
+    (captum's noise tunnel expands the anchor with repeat_interleave, like the inputs)."""
+    torch.manual_seed(1)
+    enc = TokenEncoder().to(DT)
+    ids = torch.tensor([[1, 4, 7, 2], [3, 3, 9, 10], [5, 1, 6, 8]])
+    zeros = torch.zeros_like(ids)
+    ig = LabelFreeAttribution(enc, "integrated_gradients", layer=enc.embedding).attribute(ids, baselines=zeros)
+    lf = LabelFreeAttribution(enc, method, layer=enc.embedding)
+    kwargs = {"baselines": zeros} if method == "deeplift" else {}
+    torch.testing.assert_close(lf.attribute(ids, seed=0, **kwargs), ig, rtol=1e-6, atol=1e-8)
+    per_unit = lf.attribute_per_unit(ids, seed=0, **kwargs)
+    assert per_unit.shape == (3, 3, 4)
+
+
 # ---------------------------------------------------------------- the caller's objects are left alone
 def test_encoder_state_and_inputs_are_restored(conv):
     enc, x = conv

@@ -228,6 +228,11 @@ class LabelFreeAttribution:
             raise UsageError(
                 f"x has dtype {x.dtype}: gradients need float inputs; for token ids pass layer=<embedding>"
             )
+        if not x.is_floating_point() and issubclass(self.method_class, captum_attr.LayerGradientShap):
+            raise UsageError(
+                "LayerGradientShap interpolates in input space, which token ids do not allow; use "
+                "integrated_gradients (interpolates at the layer) or deeplift at the embedding"
+            )
         return x.detach()
 
     def _resolve_baselines(self, baselines: BaselineLike, x: Tensor) -> tuple[Tensor | None, str]:
