@@ -14,6 +14,7 @@ help:
 	@echo "make test        run the default test suite (< 20 min on 2 cores)"
 	@echo "make test-slow   run the heavier tests marked 'slow'"
 	@echo "make benchmarks  run benchmarks/*.py and print their tables"
+	@echo "make browser     install Debian's chromium (headless report test) when it is missing"
 
 venv: $(STAMP)
 
@@ -26,13 +27,20 @@ $(STAMP): pyproject.toml
 reproduce: $(STAMP)
 	$(BIN)/xairepro reproduce --preset quick --out results/quick
 
-test: $(STAMP)
+# The report's browser test needs headless Chromium: Debian's `chromium`, installed here when missing.
+browser:
+	@command -v chromium >/dev/null 2>&1 || [ -n "$$XAIREPRO_CHROMIUM" ] || { \
+	  echo "installing Debian's chromium for the headless report test"; \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
+	  echo "warning: could not install chromium (needs root and apt); tests/test_report_browser.py will fail" >&2; }
+
+test: $(STAMP) browser
 	$(PYTEST) -q
 
 test-slow: $(STAMP)
 	$(PYTEST) -q -m slow
 
-test-all: $(STAMP)
+test-all: $(STAMP) browser
 	$(PYTEST) -q -m 'slow or not slow'
 
 benchmarks: $(STAMP)
