@@ -99,5 +99,6 @@ def test_simclr_densenet_cifar_stem_at_32px() -> None:
     x = torch.rand(2, 3, 32, 32)
     with torch.no_grad():
         features = model.forward_features(x)
-        assert features.shape == (2, 1024, 4, 4)
+        assert features.shape == (2, 1024, 4, 4) and (features >= 0).all()
         assert torch.equal(_hooked(model.cam_layer, lambda: model(x)), features)
+        assert model.encoder(x).shape == (2, 1024) and model(x).shape == (2, 128)
