@@ -131,7 +131,9 @@ METHODS = [
     ("input_x_gradient", {}),
     ("deeplift", {}),
     ("guided_backprop", {}),
-    ("feature_ablation", {}),
+    ("feature_ablation", {"perturbations_per_eval": 3}),
+    ("occlusion", {"sliding_window_shapes": (1, 3, 3), "perturbations_per_eval": 4}),
+    ("shapley_value_sampling", {"n_samples": 2, "perturbations_per_eval": 6}),
 ]
 
 
@@ -175,6 +177,24 @@ def test_bug_compatible_gradient_shap_differs_at_batch_above_one_and_agrees_at_o
     assert (fixed.attribute(x, seed=1) - bug.attribute(x, seed=1)).abs().max() > 1e-3
     for i in range(len(x)):
         torch.testing.assert_close(fixed.attribute(x[i:i + 1], seed=1), bug.attribute(x[i:i + 1], seed=1))
+
+
+def test_seed_fixes_captum_stochastic_methods_and_restores_global_rng(conv):
+    import numpy as np
+
+    enc, x = conv
+    lf = LabelFreeAttribution(enc, "shapley_value_sampling")  # draws permutations from torch's global RNG
+    kw = {"n_samples": 1, "perturbations_per_eval": 36}
+    x = x[:2]
+    torch.manual_seed(11)
+    np.random.seed(11)
+    expected_torch, expected_np = torch.rand(1), np.random.rand()
+    torch.manual_seed(11)
+    np.random.seed(11)
+    a = lf.attribute(x, seed=4, **kw)
+    assert torch.rand(1) == expected_torch and np.random.rand() == expected_np  # caller's RNG untouched
+    torch.testing.assert_close(lf.attribute(x, seed=4, **kw), a, rtol=0, atol=0)
+    assert not torch.equal(lf.attribute(x, seed=5, **kw), a)
 
 
 def test_seed_fixes_gradient_shap_and_different_seeds_differ(conv):
