@@ -202,3 +202,21 @@ def test_cell_store_roundtrips_nan_and_infinity(tmp_path: Path) -> None:
     assert back is not None and back.status == "cached"
     values = [r["value"] for r in back.records]
     assert values[0] != values[0] and values[1] == float("inf") and values[2] == 0.1
+
+
+def test_malformed_records_fail_the_cell_with_a_clear_error(toy: ToyExperiment, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    from xairepro.experiments import Record
+
+    bad_outputs = {
+        "plus": lambda cell: [{"metric": "score", "value": 1.0}],
+        "times": lambda cell: [Record("toy", cell.dataset, cell.variant, cell.seed + 7, "score", 1.0)],
+    }
+    monkeypatch.setattr(toy, "run_cell", lambda cell, ctx: bad_outputs[cell.variant](cell))
+    summary = reproduce(["toy"], out_dir=tmp_path, overrides=["datasets=[a]", "seeds=[0]"], show_progress=False)
+    errors = {f.label: f.error for f in summary.failures}
+    assert errors == {
+        "toy/a/plus/seed=0": "TypeError: run_cell must return Record objects, not dict",
+        "toy/a/times/seed=0": "ValueError: record 'score' names experiment 'toy' seed 7, but the cell is "
+                              "toy/a/times/seed=0",
+    }
