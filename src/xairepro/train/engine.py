@@ -13,6 +13,7 @@ Metrics are summed on the device and read once per epoch (no host sync per step)
 from __future__ import annotations
 
 import contextlib
+import io
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -155,10 +156,10 @@ class Engine:
         self._check_objective(objective)
         fabric = self._fabric()
         if self.cfg.strategy == "ddp_spawn":
-            out = fabric.launch(_spawn_worker, self, model, objective, train_data, val_data)
-            result, model_state, objective_state, extra_states = out
-            model.load_state_dict(model_state)
-            _load_objective(objective, objective_state, extra_states)
+            result, blob = fabric.launch(_spawn_worker, self, model, objective, train_data, val_data)
+            state = torch.load(io.BytesIO(blob), weights_only=True)
+            model.load_state_dict(state["model"])
+            _load_objective(objective, state["objective"], state["extras"])
             return result
         fabric.launch()
         return self._fit(fabric, model, objective, train_data, val_data)
@@ -357,15 +358,22 @@ def _load_objective(objective: Any, state: dict[str, Any], extra_states: list[di
 
 
 def _spawn_worker(fabric: Any, engine: Engine, model: nn.Module, objective: Any, train_data: Any,
-                  val_data: Any) -> tuple[TrainResult, dict[str, Tensor], dict[str, Any], list[dict[str, Any]]] | None:
-    """Body of each ``ddp_spawn`` process; rank 0 sends back the result and the trained state."""
+                  val_data: Any) -> tuple[TrainResult, bytes] | None:
+    """Body of each ``ddp_spawn`` process; rank 0 sends back the result and the trained state.
+
+    The state travels as ``torch.save`` bytes: tensors sent through a multiprocessing queue would be
+    shared by file descriptor, which dies with the worker.
+    """
     result = engine._fit(fabric, model, objective, train_data, val_data)
     if fabric.global_rank != 0:
         return None
     extras = list(objective.modules()) if callable(getattr(objective, "modules", None)) else []
-    state = objective.state_dict() if callable(getattr(objective, "state_dict", None)) else {}
-    return result, {k: v.detach().cpu() for k, v in model.state_dict().items()}, state, [
-        m.state_dict() for m in extras]
+    state = {"model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+             "objective": objective.state_dict() if callable(getattr(objective, "state_dict", None)) else {},
+             "extras": [{k: v.detach().cpu() for k, v in m.state_dict().items()} for m in extras]}
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    return result, buffer.getvalue()
 
 
 def _print_record(record: dict[str, float], epochs: int) -> None:
