@@ -15,6 +15,7 @@ import os
 import select
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -75,6 +76,20 @@ def find_chromium() -> str:
                      "or `make browser`) or set XAIREPRO_CHROMIUM")
 
 
+# Chromium reads DevTools commands on fd 3 and writes replies on fd 4.  A tiny Python trampoline moves
+# the pipe ends there and execs the browser (no preexec_fn, which is unsafe in threaded processes; sh
+# redirections only reach single-digit descriptors).
+_TRAMPOLINE = (
+    "import os, sys\n"
+    "r, w = int(sys.argv[1]), int(sys.argv[2])\n"
+    "a, b = os.dup(r), os.dup(w)\n"
+    "os.dup2(a, 3); os.dup2(b, 4)\n"
+    "os.set_inheritable(3, True); os.set_inheritable(4, True)\n"
+    "[os.close(fd) for fd in {r, w, a, b} - {3, 4}]\n"
+    "os.execv(sys.argv[3], sys.argv[3:])\n"
+)
+
+
 class _Pipe:
     """One Chromium process and its DevTools pipe."""
 
@@ -82,18 +97,12 @@ class _Pipe:
         self.timeout = timeout
         to_chrome_r, self._w = os.pipe()
         self._r, from_chrome_w = os.pipe()
-
-        def wire() -> None:  # in the child: the pipe ends become (inheritable) fds 3 and 4
-            a, b = os.dup(to_chrome_r), os.dup(from_chrome_w)  # dup first: a pipe end may be fd 3 or 4
-            os.dup2(a, 3)
-            os.dup2(b, 4)
-            os.set_inheritable(3, True)  # dup2(3, 3) is a no-op that would leave close-on-exec set
-            os.set_inheritable(4, True)
-
         args = [binary, *CHROMIUM_FLAGS, f"--user-data-dir={user_dir}", "--remote-debugging-pipe",
                 "about:blank"]
-        self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL, close_fds=False, preexec_fn=wire)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-I", "-S", "-c", _TRAMPOLINE, str(to_chrome_r), str(from_chrome_w), *args],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            pass_fds=(to_chrome_r, from_chrome_w))
         os.close(to_chrome_r)
         os.close(from_chrome_w)
         self._buf = b""
