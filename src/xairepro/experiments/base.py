@@ -75,6 +75,9 @@ class Cell:
     num_cpus: int = 1
     num_gpus: float = 0.0
 
+    def __hash__(self) -> int:  # params is a dict: hash the cell by its key
+        return hash(self.key)
+
     @property
     def key(self) -> str:
         """The cache key: a hash of everything that determines the cell's result."""
