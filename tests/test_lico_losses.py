@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from xairepro.lico import manifold_matching_loss, ot_loss, sinkhorn
+from xairepro.lico.manifold import pairwise_distances
 from xairepro.lico.sinkhorn import squared_distances
 
 
@@ -93,6 +94,7 @@ def test_sinkhorn_batch_equals_one_by_one_and_input_untouched() -> None:
     single = torch.cat([sinkhorn(cost[i:i + 1], 0.1, 50) for i in range(6)])
     torch.testing.assert_close(whole, single, atol=1e-7, rtol=0)
     assert torch.equal(cost, before)
+    assert not sinkhorn(cost.clone().requires_grad_(True)).requires_grad  # the plan is a constant
 
 
 def test_sinkhorn_bad_input() -> None:
@@ -155,6 +157,20 @@ def test_squared_distances_match_direct() -> None:
     x, y = _tokens(2, 5, 4, seed=12), _tokens(2, 3, 4, seed=13)
     direct = ((x[:, :, None] - y[:, None]) ** 2).sum(-1)
     torch.testing.assert_close(squared_distances(x, y), direct, atol=1e-12, rtol=0)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_pairwise_distances_match_differences(dtype: torch.dtype) -> None:
+    x = _tokens(9, 16, 8, seed=23, dtype=dtype).flatten(1)
+    x = torch.cat([x, x[:2]])                                  # two duplicated rows
+    d = pairwise_distances(x)
+    assert d.dtype == dtype
+    direct = (x.double()[:, None] - x.double()[None]).square().sum(-1).sqrt()
+    torch.testing.assert_close(d.double(), direct, atol=1e-6 if dtype == torch.float32 else 1e-12, rtol=0)
+    assert torch.equal(d.diagonal(), torch.zeros(11, dtype=dtype))
+    xg = x.clone().requires_grad_(True)
+    pairwise_distances(xg).sum().backward()
+    assert torch.isfinite(xg.grad).all()
 
 
 def reference_mm(f: np.ndarray, g: np.ndarray, tau: float, sign: float = -1.0) -> float:

@@ -15,13 +15,23 @@ from xairepro.lico.config import MM_SIGNS
 
 __all__ = ["manifold_matching_loss", "pairwise_distances", "mm_from_distances"]
 
+_GRAM_ULPS = 64.0
+
 
 def pairwise_distances(x: torch.Tensor) -> torch.Tensor:
-    """Euclidean distances between the rows of x (B, D) -> (B, B), exact zeros on the diagonal.
+    """Euclidean distances between the rows of x (B, D) -> (B, B), in x's dtype.
 
-    Uses the direct (not matrix-product) form so that equal rows give exactly 0 and a finite gradient.
+    D_ij^2 = |x_i|^2 + |x_j|^2 - 2 <x_i, x_j> from one Gram matrix computed in float64 (no cancellation
+    error at float32 scale; several times faster than pairwise differences for wide rows). The diagonal
+    and equal rows give exactly 0, and a zero distance passes a zero gradient (no 0/0).
     """
-    return torch.cdist(x.unsqueeze(0), x.unsqueeze(0), compute_mode="donot_use_mm_for_euclid_dist")[0]
+    xd = x.double()
+    sq = xd.square().sum(dim=1)
+    norms = sq.unsqueeze(1) + sq.unsqueeze(0)
+    d2 = norms - 2.0 * (xd @ xd.T)
+    # below the Gram's rounding error a squared distance is 0 (equal rows, the diagonal)
+    positive = d2 > _GRAM_ULPS * torch.finfo(torch.float64).eps * norms
+    return torch.where(positive, torch.where(positive, d2, 1.0).sqrt(), 0.0).to(x.dtype)
 
 
 def _check_tau(tau: float | torch.Tensor) -> None:

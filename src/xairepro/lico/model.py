@@ -161,32 +161,39 @@ class LICO(nn.Module):
 
     def losses(self, features: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor) -> LicoOutput:
         """CE + alpha L_MM + beta L_OT from the feature map (B, C, H, W), logits (B, K), labels (B,)."""
-        cfg = self.lico_config
         ce = F.cross_entropy(logits, labels)
         terms: dict[str, torch.Tensor] = {"ce": ce.detach()}
         loss = ce
         if self.needs_text:
-            tokens = image_tokens(features)
+            tokens = image_tokens(features)                                             # (B, N, d')
             if tokens.shape[-1] != self.token_dim:
                 raise UsageError(f"the feature map is {features.shape[2]} x {features.shape[3]} "
                                  f"({tokens.shape[-1]} values per token) but LICO was built for tokens of "
                                  f"{self.token_dim}; build it with the input size you train on")
-            tokens = tokens.to(torch.promote_types(tokens.dtype, torch.float32))
-            text = self.text_tokens().to(tokens.dtype)                              # (K, M, d')
-            if cfg.use_mm:
-                tau = self.temperature()
-                dist_image = pairwise_distances(tokens.flatten(1))                  # (B, B)
-                dist_class = pairwise_distances(text.flatten(1))                    # (K, K)
-                dist_text = dist_class[labels][:, labels]                           # (B, B)
-                mm = mm_from_distances(dist_image, dist_text, tau, sign=cfg.mm_sign)
-                loss = loss + cfg.alpha * mm
-                terms["mm"] = mm.detach()
-                terms["tau"] = tau.detach()
-            if cfg.use_ot:
-                ot = ot_loss(tokens, text[labels], cfg.ot_epsilon, cfg.ot_iters, grad=cfg.ot_grad)
-                loss = loss + cfg.beta * ot
-                terms["ot"] = ot.detach()
+            text = self.text_tokens()                                                   # (K, M, d')
+            dtype = torch.promote_types(tokens.dtype, torch.float32)
+            with torch.autocast(tokens.device.type, enabled=False):  # the alignment terms in >= float32
+                loss = loss + self._alignment(tokens.to(dtype), text.to(dtype), labels, terms)
         return LicoOutput(logits, loss, terms)
+
+    def _alignment(self, tokens: torch.Tensor, text: torch.Tensor, labels: torch.Tensor,
+                   terms: dict[str, torch.Tensor]) -> torch.Tensor:
+        """alpha L_MM + beta L_OT for image tokens (B, N, d') and class text tokens (K, M, d')."""
+        cfg = self.lico_config
+        total = tokens.new_zeros(())
+        if cfg.use_mm:
+            tau = self.temperature()
+            dist_image = pairwise_distances(tokens.flatten(1))                          # (B, B)
+            dist_class = pairwise_distances(text.flatten(1))                            # (K, K)
+            dist_text = dist_class[labels][:, labels]                                   # (B, B): G_i by label
+            mm = mm_from_distances(dist_image, dist_text, tau, sign=cfg.mm_sign)
+            total = total + cfg.alpha * mm
+            terms["mm"], terms["tau"] = mm.detach(), tau.detach()
+        if cfg.use_ot:
+            ot = ot_loss(tokens, text[labels], cfg.ot_epsilon, cfg.ot_iters, grad=cfg.ot_grad)
+            total = total + cfg.beta * ot
+            terms["ot"] = ot.detach()
+        return total
 
     def classifier(self) -> nn.Module:
         """The trained backbone alone (what inference and explanations use)."""

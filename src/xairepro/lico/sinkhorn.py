@@ -8,7 +8,8 @@ min_P <P, C> + eps * sum P (log P - 1). Log-domain updates (scaled potentials u,
     P_ij = exp(-C_ij / eps + u_i + v_j)
 
 the same order as POT's ``sinkhorn_log``, for a whole batch at once, a fixed number of iterations and no
-host synchronisation (no convergence test), so it runs unchanged on an accelerator.
+host synchronisation (no convergence test), so it runs unchanged on an accelerator. The plan is a
+constant (no gradient), as LICO uses it.
 """
 
 from __future__ import annotations
@@ -29,13 +30,22 @@ def _check_positive(epsilon: float, n_iters: int) -> None:
         raise ValueError(f"n_iters must be a positive integer, got {n_iters}")
 
 
+def _logsumexp_into(out: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """logsumexp over the last (contiguous) dim of x + y, using ``out`` as scratch: (..., K) -> (..., 1)."""
+    torch.add(x, y, out=out)
+    shift = out.amax(dim=-1, keepdim=True)
+    return out.sub_(shift).exp_().sum(dim=-1, keepdim=True).log_().add_(shift)
+
+
+@torch.no_grad()
 def sinkhorn(cost: torch.Tensor, epsilon: float = DEFAULT_EPSILON,
              n_iters: int = DEFAULT_N_ITERS) -> torch.Tensor:
     """Entropic OT plans with uniform marginals for a batch of cost matrices.
 
-    cost: (B, N, M) float -> plan (B, N, M); each plan's rows sum to 1/N and columns to 1/M at
-    convergence (after the last update the row sums are exact). Stable for epsilon down to 1e-4.
-    Differentiable by unrolling if ``cost`` requires grad; LICO calls it under ``no_grad``.
+    cost: (B, N, M) float -> plan (B, N, M), without gradient; each plan's rows sum to 1/N and columns
+    to 1/M at convergence (after the last update the row sums are exact). Stable for epsilon down to
+    1e-4: every reduction is a max-shifted logsumexp. Both reductions run over a contiguous last
+    dimension (the kernel is kept in both layouts) into preallocated scratch buffers.
     """
     if not isinstance(cost, torch.Tensor) or cost.dim() != 3:
         shape = tuple(cost.shape) if isinstance(cost, torch.Tensor) else type(cost).__name__
@@ -44,14 +54,16 @@ def sinkhorn(cost: torch.Tensor, epsilon: float = DEFAULT_EPSILON,
         raise TypeError(f"cost must be a floating-point tensor, got {cost.dtype}")
     _check_positive(epsilon, n_iters)
     batch, n, m = cost.shape
-    log_kernel = cost / (-float(epsilon))                       # (B, N, M)
+    log_kernel = cost / (-float(epsilon))                       # (B, N, M): -C / eps
+    log_kernel_t = log_kernel.transpose(1, 2).contiguous()       # (B, M, N)
     log_a, log_b = -math.log(n), -math.log(m)
-    u = cost.new_zeros(batch, n, 1)
+    u = cost.new_zeros(batch, 1, n)                              # row potentials, laid out as a row
     v = cost.new_zeros(batch, 1, m)
+    scratch, scratch_t = torch.empty_like(log_kernel), torch.empty_like(log_kernel_t)
     for _ in range(int(n_iters)):
-        v = log_b - torch.logsumexp(log_kernel + u, dim=1, keepdim=True)
-        u = log_a - torch.logsumexp(log_kernel + v, dim=2, keepdim=True)
-    return torch.exp(log_kernel + u + v)
+        v = (log_b - _logsumexp_into(scratch_t, log_kernel_t, u)).transpose(1, 2)   # LSE over i
+        u = (log_a - _logsumexp_into(scratch, log_kernel, v)).transpose(1, 2)       # LSE over j
+    return torch.exp(log_kernel + u.transpose(1, 2) + v)
 
 
 def squared_distances(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -87,6 +99,5 @@ def ot_loss(image_tokens: torch.Tensor, text_tokens: torch.Tensor, epsilon: floa
     with torch.set_grad_enabled(grad != "none" and torch.is_grad_enabled()):
         dtype = torch.promote_types(image_tokens.dtype, text_tokens.dtype)
         cost = squared_distances(image_tokens.to(dtype), text_tokens.to(dtype))
-        with torch.no_grad():
-            plan = sinkhorn(cost.detach(), epsilon, n_iters)
+        plan = sinkhorn(cost.detach(), epsilon, n_iters)
         return (plan * cost).sum(dim=(1, 2)).mean()
