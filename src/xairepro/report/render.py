@@ -70,7 +70,8 @@ def _context(data: ReportData) -> dict[str, Any]:
     experiments = {name: {"config_hash": e.get("config_hash", ""), "seeds": e.get("seeds", []),
                           "datasets": e.get("datasets", {}), "details": e.get("details", {})}
                    for name, e in prov.get("experiments", {}).items()}
-    run = {"executor": None, "finished": None, "wall_time_s": None, **prov.get("run", {})}
+    run = {"executor": None, "finished": None, "wall_time_s": None, "cells_wall_time_s": None,
+           **prov.get("run", {})}
     return {"data": data, "run": run, "device": _device_line(prov), "packages": prov.get("packages", {}),
             "experiments": experiments, "cells": prov.get("cells", [])}
 

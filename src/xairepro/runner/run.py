@@ -210,6 +210,7 @@ def reproduce(
     run_info = {"preset": preset, "executor": runner.name, "address": address, "force": force,
                 "overrides": list(overrides), "data_dir": None if data_path is None else str(data_path),
                 "started": started, "finished": _now(), "wall_time_s": round(wall, 3),
+                "cells_wall_time_s": round(sum(o.wall_time_s for o in outcomes.values()), 3),
                 "cells": {"total": sum(len(g) for g in cells.values()), "computed": len(jobs) - len(failures),
                           "cached": n_cached, "failed": len(failures)}}
     write_json(out / "provenance.json", build_provenance(
