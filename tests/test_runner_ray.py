@@ -1,4 +1,8 @@
-"""The Ray executor (a local Ray with 2 CPUs) gives the same results.csv as the in-process one."""
+"""The Ray executor (a local Ray with 2 CPUs) gives the same results.csv as the in-process one.
+
+Ray is the optional extra `distributed`; `make test` installs it (`.[dev,distributed]`), so a missing
+Ray fails here rather than skipping.
+"""
 
 from __future__ import annotations
 
@@ -10,8 +14,6 @@ import pytest
 from test_runner_experiment import ToyExperiment, toy  # noqa: F401 - `toy` is a fixture
 from xairepro.errors import UsageError
 from xairepro.runner import LocalExecutor, RayExecutor, make_executor, reproduce
-
-pytest.importorskip("ray")  # ray is the optional extra `distributed`; it is installed in the dev set-up
 
 pytestmark = pytest.mark.ray
 
