@@ -57,7 +57,7 @@ def test_first_run_computes_every_cell_with_the_exact_values(toy: ToyExperiment,
 def test_second_run_recomputes_nothing_and_takes_under_a_tenth(toy: ToyExperiment, tmp_path: Path) -> None:
     reproduce(["toy"], out_dir=tmp_path / "warm", show_progress=False)  # imports paid before timing
     out = tmp_path / "run"
-    args = dict(out_dir=out, overrides=["delay=0.4"], show_progress=False)
+    args = dict(out_dir=out, overrides=["delay=0.5"], show_progress=False)
     t0 = time.perf_counter()
     first = reproduce(["toy"], **args)
     t_first = time.perf_counter() - t0
