@@ -10,6 +10,15 @@ from xairepro.errors import CheckpointError, UsageError
 from xairepro.explain import TracIn
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Small tensor ops: one thread avoids OpenMP spin-waits on a shared, loaded machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 class ScalarAE(nn.Module):
     """y = w·x: the encoder is one weight, the decoder the identity."""
 

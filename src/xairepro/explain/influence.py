@@ -79,13 +79,19 @@ class HessianOperator:
     """Products of the Hessian of the mean label-free loss with many vectors at once.
 
     ``apply(V, x)`` returns V H_x for V (n, P), H_x the Hessian of mean_b loss(x_b): the loss and its
-    gradient graph are built once per batch ``x`` and shared by all n vectors (batched double backward).
+    gradient graph are built once per batch ``x`` and shared by all n vectors; each vector then costs one
+    double backward.  ``batched``: run the double backwards for ``chunk_size`` vectors at once (vmap);
+    default: batched unless the model has convolutions or RNNs, whose double-backward batching rules
+    loop internally and are slower than a plain loop (measured on CPU, see docs/benchmarks.md).
     """
 
-    def __init__(self, loss: LabelFreeLoss, chunk_size: int = DEFAULT_CHUNK_SIZE) -> None:
+    def __init__(self, loss: LabelFreeLoss, chunk_size: int = DEFAULT_CHUNK_SIZE, batched: bool | None = None) -> None:
         self.loss = loss
         self.chunk_size = chunk_size
-        self._batched = True
+        if batched is None:
+            slow = (nn.modules.conv._ConvNd, nn.RNNBase)
+            batched = not any(isinstance(m, slow) for m in loss.model.modules())
+        self._batched = batched
 
     def apply(self, vectors: Tensor, x: Tensor) -> Tensor:
         leaves = [t.clone().requires_grad_(True) for t in self.loss.point().values()]
