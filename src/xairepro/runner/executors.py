@@ -153,7 +153,11 @@ class RayExecutor:
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
         os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # a local, private instance
         if self.address:
-            ray.init(address=self.address, log_to_driver=True)
+            try:
+                ray.init(address=self.address, log_to_driver=True)
+            except (ConnectionError, TimeoutError, RuntimeError) as exc:
+                line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                raise UsageError(f"could not connect to the Ray cluster at {self.address!r}: {line}") from None
         else:
             ray.init(num_cpus=self.num_cpus, include_dashboard=False, log_to_driver=False,
                      _node_ip_address="127.0.0.1")
