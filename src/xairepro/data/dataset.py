@@ -209,6 +209,8 @@ class XDataset(Dataset):
             if pos.shape != (n,):
                 raise IndexError(f"boolean index of shape {tuple(pos.shape)} for a split of {n} examples")
             return pos.nonzero().flatten()
+        if pos.numel() == 0:
+            return torch.zeros(0, dtype=torch.long)
         if pos.is_floating_point() or pos.is_complex():
             raise IndexError(f"indices must be integers, got {pos.dtype}")
         pos = pos.to(torch.long).flatten().cpu()

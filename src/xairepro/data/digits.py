@@ -11,6 +11,7 @@ import torch.nn.functional as F
 
 from xairepro.data.class_names import DIGIT_NAMES
 from xairepro.data.dataset import ArraySource, TensorXDataset
+from xairepro.data.files import memo
 from xairepro.data.info import DatasetInfo
 from xairepro.data.registry import LoadRequest, register_dataset
 from xairepro.errors import UsageError
@@ -35,7 +36,7 @@ def build_digits(req: LoadRequest) -> TensorXDataset:
     size = req.option("size")
     if size not in SIZES or isinstance(size, bool):
         raise UsageError(f"size must be one of {', '.join(map(str, SIZES))}, got {size!r}")
-    x, y = digit_images(size)
+    x, y = memo((req.name, size), lambda: digit_images(size))
     info = req.info.replace(input_shape=(1, size, size))
     return TensorXDataset(info, req.split, req.pool_indices(len(y)), y, ArraySource(x))
 

@@ -42,8 +42,9 @@ POSITION_RANGE = (16.0, 48.0)  # sprite centre in pixels for pos = 0 and pos = 1
 BASE_RADIUS = 10.0  # pixels at scale 1
 DSPRITES_FILE = "dsprites_ndarray_co1sh3sc6or40x32y32_64x64.npz"
 DSPRITES_URL = f"https://github.com/google-deepmind/dsprites-dataset/raw/master/{DSPRITES_FILE}"
-# Share of "on" pixels over the full grid rendered by render_dsprites (std of a Bernoulli pixel).
-DSPRITES_MEAN = 0.0423
+# Share of "on" pixels over the grid rendered by render_dsprites (all shapes, scales, orientations;
+# positions barely matter); std is that of a Bernoulli pixel.
+DSPRITES_MEAN = 0.0414
 DSPRITES_STD = math.sqrt(DSPRITES_MEAN * (1 - DSPRITES_MEAN))
 
 

@@ -16,7 +16,7 @@ from torch import Tensor
 
 from xairepro.data.class_names import ECG5000_NAMES, ECG_BINARY_NAMES
 from xairepro.data.dataset import ArraySource, TensorXDataset
-from xairepro.data.files import cached, locate, missing_error
+from xairepro.data.files import cached, locate, memo, missing_error
 from xairepro.data.info import DatasetInfo
 from xairepro.data.registry import LoadRequest, register_dataset
 from xairepro.data.ucr import UCR_EXTENSIONS, read_ucr
@@ -164,7 +164,7 @@ def build_ecg_gen(req: LoadRequest) -> TensorXDataset:
     n = req.option("n")
     if isinstance(n, bool) or not isinstance(n, int) or n < 10:
         raise UsageError(f"n (number of beats) must be an int >= 10, got {n!r}")
-    x, label, kind = generate_ecg(n, req.seed)
+    x, label, kind = memo((req.name, n, req.seed), lambda: generate_ecg(n, req.seed))
     ds = TensorXDataset(req.info, req.split, req.pool_indices(n), label, ArraySource(x))
     ds.kinds = kind.index_select(0, ds.indices)  # 0 = normal, 1..5 = ABNORMAL_KINDS
     return ds

@@ -17,7 +17,8 @@ from typing import Any
 
 from xairepro.errors import DataNotFoundError
 
-__all__ = ["DATA_DIR_ENV", "data_root", "locate", "find_file", "missing_error", "open_maybe_gz", "cached"]
+__all__ = ["DATA_DIR_ENV", "data_root", "locate", "find_file", "missing_error", "open_maybe_gz", "cached", "memo",
+           "clear_cache"]
 
 DATA_DIR_ENV = "XAIREPRO_DATA_DIR"
 
@@ -74,11 +75,16 @@ def cached(key: str, paths: Sequence[Path], read: Callable[[], Any]) -> Any:
     """``read()`` once per (key, files' size and mtime); keeps the last two results (train/val/test
     of one set are then read from disk once). Callers must not mutate what they get."""
     stamp = tuple((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in paths)
-    full = (key, stamp)
+    return memo((key, stamp), read)
+
+
+def memo(key: Any, make: Callable[[], Any]) -> Any:
+    """``make()`` once per hashable ``key`` (generated sets: name, options, seed); same two-entry cache."""
+    full = ("memo", key)
     if full in _CACHE:
         _CACHE.move_to_end(full)
         return _CACHE[full]
-    value = read()
+    value = make()
     _CACHE[full] = value
     while len(_CACHE) > _CACHE_SIZE:
         _CACHE.popitem(last=False)

@@ -1,9 +1,10 @@
 """``shapes-seg``: RGB images of one object of K shape classes on a textured background, with its mask.
 
 A stand-in for Imagenette/PartImageNet: trains a classifier and tests saliency IoU. Per image:
-class (balanced), radius R ~ U(0.2, 0.32) * size, centre such that the object stays inside the
+class (balanced), radius R ~ U(0.25, 0.4) * size, centre such that the object stays inside the
 frame, rotation ~ U(0, 2 pi), a random object colour chosen far from the background colours,
-and a background texture of two random colours (smooth noise, stripes or rotated checks), plus
+and a background texture of two nearby random colours (each channel within +-0.15; smooth
+noise, stripes or rotated checks), plus
 pixel noise N(0, 0.02^2). The mask is the set of pixels whose centre lies inside the shape
 (``shape_mask``), and exactly those pixels carry the object colour. Rendering is vectorised over
 images (one pass per shape class); everything is drawn from ``seed``.
@@ -18,6 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from xairepro.data.dataset import ArraySource, TensorXDataset
+from xairepro.data.files import memo
 from xairepro.data.info import DatasetInfo
 from xairepro.data.registry import LoadRequest, register_dataset
 from xairepro.errors import UsageError
@@ -30,8 +32,8 @@ SHAPE_NAMES = ("circle", "square", "triangle", "star", "cross", "heart", "ring",
 BACKGROUNDS = ("noise", "stripes", "checks")
 PIXEL_NOISE = 0.02
 # Per-channel mean/std of the default set (n=2000, size=64, K=10, seed 0); see tests/test_data_generated.py.
-SHAPES_MEAN = (0.4957, 0.4979, 0.4957)
-SHAPES_STD = (0.3080, 0.3079, 0.3080)
+SHAPES_MEAN = (0.4993, 0.4939, 0.4942)
+SHAPES_STD = (0.3048, 0.3045, 0.3038)
 
 
 def shape_mask(kind: int, u: Tensor, v: Tensor) -> Tensor:
@@ -79,12 +81,13 @@ def sample_shape_params(n: int, num_classes: int, size: int, seed: int) -> dict[
     """Every random choice of ``n`` images, drawn from ``seed`` (render with :func:`render_shapes`)."""
     g = make_generator(derive_seed(seed, "shapes-seg"))
     kind = (torch.arange(n) % num_classes)[torch.randperm(n, generator=g)]
-    radius = (0.2 + 0.12 * _u(g, n)) * size
+    radius = (0.25 + 0.15 * _u(g, n)) * size
     margin = 1.1 * radius + 1.0
     center = margin[:, None] + (size - 2 * margin)[:, None] * _u(g, n, 2)
     angle = 2 * math.pi * _u(g, n)
     bg_kind = torch.randint(0, len(BACKGROUNDS), (n,), generator=g)
-    bg_colors = _u(g, n, 2, 3)
+    base = _u(g, n, 1, 3)  # background: a base colour and a second one up to +-0.15 away per channel
+    bg_colors = torch.cat([base, (base + 0.3 * (_u(g, n, 1, 3) - 0.5)).clamp(0, 1)], 1)
     candidates = _u(g, n, 8, 3)  # object colour: the candidate farthest from both background colours
     dist = torch.cdist(candidates, bg_colors).amin(-1)
     object_color = candidates[torch.arange(n), dist.argmax(-1)]
@@ -144,7 +147,7 @@ def build_shapes(req: LoadRequest) -> TensorXDataset:
             raise UsageError(f"{name} must be an int >= {low}, got {value!r}")
     if k > len(SHAPE_NAMES):
         raise UsageError(f"num_classes must be <= {len(SHAPE_NAMES)} (shapes: {', '.join(SHAPE_NAMES)}), got {k}")
-    images, labels, masks = generate_shapes(n, k, size, req.seed)
+    images, labels, masks = memo((req.name, n, k, size, req.seed), lambda: generate_shapes(n, k, size, req.seed))
     info = req.info.replace(input_shape=(3, size, size), num_classes=k, class_names=SHAPE_NAMES[:k])
     return TensorXDataset(info, req.split, req.pool_indices(n), labels, ArraySource(images, 255.0),
                           masks=ArraySource(masks))

@@ -106,8 +106,9 @@ class RandomCropFlip:
 
 class RandomResizedCropFlip:
     """ImageNet train transform: random crop of area ``scale`` x H W and aspect ``ratio``, resized
-    to ``size`` x ``size`` (``roi_align``, averaging 2 x 2 bilinear samples per output pixel), then
-    a horizontal flip (p = 1/2). Boxes follow torchvision's rule: 10 attempts, else a centre crop."""
+    to ``size`` x ``size`` (``roi_align``: one bilinear sample per output pixel when enlarging, the
+    mean of ceil(box / size)^2 samples when shrinking; samples near the box edge may use the pixels
+    just outside it instead of clamping), then a horizontal flip (p = 1/2). Boxes follow torchvision's rule: 10 attempts, else a centre crop."""
 
     def __init__(self, size: int, scale: tuple[float, float] = (0.08, 1.0),
                  ratio: tuple[float, float] = (3 / 4, 4 / 3), flip: bool = True) -> None:
@@ -164,7 +165,7 @@ class RandomResizedCropFlip:
         b = xb.shape[0]
         rois = torch.stack([torch.arange(b, device=xb.device, dtype=torch.float32), boxes[:, 1], boxes[:, 0],
                             boxes[:, 1] + boxes[:, 3], boxes[:, 0] + boxes[:, 2]], 1)
-        out = roi_align(xf, rois, output_size=(self.size, self.size), spatial_scale=1.0, sampling_ratio=2,
+        out = roi_align(xf, rois, output_size=(self.size, self.size), spatial_scale=1.0, sampling_ratio=-1,
                         aligned=True)
         out = torch.where(flip.to(xb.device)[:, None, None, None], out.flip(-1), out)
         out = out.to(xb.dtype) if not xb.is_floating_point() else out
