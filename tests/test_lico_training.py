@@ -36,17 +36,21 @@ def _data(n: int = 40, size: int = 8, seed: int = 0) -> tuple[torch.Tensor, torc
     return torch.rand(n, 3, size, size, generator=gen), torch.randint(0, 3, (n,), generator=gen)
 
 
-def test_zero_weights_give_exactly_the_ce_training() -> None:
+@pytest.mark.parametrize("way", ["wrapper", "plain"])
+def test_zero_weights_give_exactly_the_ce_training(way: str) -> None:
     torch.manual_seed(0)
     plain = TinyNet()
-    wrapped = copy.deepcopy(plain)
-    lico = LICO(wrapped, NAMES, LicoConfig(alpha=0.0, beta=0.0), input_shape=(3, 8, 8))
+    other = copy.deepcopy(plain)
+    cfg = LicoConfig(alpha=0.0, beta=0.0)
     data = _data()
     Engine(_sgd_config()).fit(plain, ClassifierObjective(), data)
-    Engine(_sgd_config()).fit(lico, LicoObjective(), data)
-    steps_taken = plain.state_dict()["bn.num_batches_tracked"].item()
-    assert steps_taken == 10  # k = 2 epochs x 5 batches
-    for (name, a), b in zip(plain.state_dict().items(), lico.backbone.state_dict().values()):
+    if way == "wrapper":
+        lico = LICO(other, NAMES, cfg, input_shape=(3, 8, 8))
+        Engine(_sgd_config()).fit(lico, LicoObjective(), data)
+    else:
+        Engine(_sgd_config()).fit(other, LicoObjective.for_model(other, NAMES, cfg, input_shape=(3, 8, 8)), data)
+    assert plain.state_dict()["final.0.num_batches_tracked"].item() == 10  # k = 2 epochs x 5 batches
+    for (name, a), b in zip(plain.state_dict().items(), other.state_dict().values()):
         assert torch.equal(a, b), name
     assert not torch.equal(plain.fc.weight, TinyNet().fc.weight)  # it did train
 
@@ -56,9 +60,10 @@ class _Crash(Exception):
 
 
 class _CrashingLico(LicoObjective):
-    """LICO objective that dies after ``calls`` training steps."""
+    """LICO objective that dies after ``calls`` training steps (``None``: never)."""
 
-    def __init__(self, calls: int | None) -> None:
+    def __init__(self, alignment, calls: int | None) -> None:
+        super().__init__(alignment)
         self.calls = calls
 
     def loss(self, model, batch):
@@ -69,26 +74,39 @@ class _CrashingLico(LicoObjective):
         return super().loss(model, batch)
 
 
-def test_lico_trains_and_resumes_bit_identically(tiny_bert, tmp_path) -> None:  # noqa: F811
-    def build(seed: int) -> LICO:
-        torch.manual_seed(seed)
-        return LICO(TinyNet(), NAMES, LicoConfig(n_ctx=4), input_shape=(3, 8, 8), text_encoder=tiny_bert, seed=seed)
-
-    data, val = _data(), _data(16, seed=1)
-    straight = build(0)
-    ctx0 = straight.prompt.ctx.detach().clone()
-    result = Engine(_sgd_config(ema=0.9), out_dir=tmp_path / "ref").fit(straight, LicoObjective(), data, val)
+def test_wrapper_model_trains_with_ema(tiny_bert) -> None:  # noqa: F811
+    torch.manual_seed(0)
+    model = LICO(TinyNet(), NAMES, LicoConfig(n_ctx=4), input_shape=(3, 8, 8), text_encoder=tiny_bert)
+    ctx0 = model.alignment.prompt.ctx.detach().clone()
+    result = Engine(_sgd_config(ema=0.9)).fit(model, LicoObjective(), _data(), _data(16, seed=1))
     record = result.history[-1]
     assert {"train/mm", "train/ot", "train/ce", "train/tau", "val/mm", "val/accuracy"} <= set(record)
-    assert not torch.equal(straight.prompt.ctx.detach(), ctx0)  # the contexts learn
+    assert not torch.equal(model.alignment.prompt.ctx.detach(), ctx0)  # the contexts learn
+
+
+def test_plain_classifier_lico_resumes_bit_identically(tiny_bert, tmp_path) -> None:  # noqa: F811
+    def build(seed: int, calls: int | None) -> tuple[TinyNet, LicoObjective]:
+        torch.manual_seed(seed)
+        net = TinyNet()
+        objective = LicoObjective.for_model(net, NAMES, LicoConfig(n_ctx=4), input_shape=(3, 8, 8),
+                                            text_encoder=tiny_bert, seed=seed)
+        return net, _CrashingLico(objective.alignment, calls)
+
+    data, val = _data(), _data(16, seed=1)
+    straight, objective = build(0, None)
+    ctx0 = objective.alignment.prompt.ctx.detach().clone()
+    result = Engine(_sgd_config(ema=0.9), out_dir=tmp_path / "ref").fit(straight, objective, data, val)
+    assert not torch.equal(objective.alignment.prompt.ctx.detach(), ctx0)
+    reference = {**straight.state_dict(), **objective.alignment.state_dict()}
 
     with pytest.raises(_Crash):  # dies in the second epoch, after the first was saved
-        Engine(_sgd_config(ema=0.9), out_dir=tmp_path / "run").fit(build(0), _CrashingLico(7), data, val)
-    resumed = build(5)  # another initialisation: everything must come from last.pt
-    again = Engine(_sgd_config(ema=0.9), out_dir=tmp_path / "run").fit(resumed, _CrashingLico(None), data, val)
+        Engine(_sgd_config(ema=0.9), out_dir=tmp_path / "run").fit(*build(0, 7), data, val)
+    resumed, again_objective = build(5, None)  # another initialisation: everything must come from last.pt
+    again = Engine(_sgd_config(ema=0.9), out_dir=tmp_path / "run").fit(resumed, again_objective, data, val)
     assert again.resumed_from == 1
-    for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
-        assert torch.equal(a, b), name
+    state = {**resumed.state_dict(), **again_objective.alignment.state_dict()}
+    for name, value in reference.items():
+        assert torch.equal(value, state[name]), name
     assert again.history == result.history
 
 
@@ -101,7 +119,7 @@ def test_wrn_28_2_lico_step_on_cifar_shaped_input() -> None:
     assert (model.num_image_tokens, model.token_dim) == (128, 64)
     x, y = torch.rand(4, 3, 32, 32), torch.tensor([0, 3, 3, 9])
     out = model(x, y)
-    assert model.text_tokens().shape == (10, 13, 64)
+    assert model.alignment.text_tokens().shape == (10, 13, 64)
     out.loss.backward()
     assert torch.isfinite(out.loss) and set(out.terms) == {"ce", "mm", "tau", "ot"}
     assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
@@ -126,7 +144,7 @@ def test_wrn_16_1_lico_on_shapes_seg_end_to_end() -> None:
         assert key in record and record[key] == record[key]  # present and not NaN
     assert record["train/loss"] > record["train/ce"]  # the LICO terms are counted
     changed = [k for k, v in model.state_dict().items() if v.is_floating_point() and not torch.equal(v, before[k])]
-    assert "prompt.ctx" in changed and "tau" in changed and "backbone.fc.weight" in changed
+    assert "alignment.prompt.ctx" in changed and "alignment.tau" in changed and "backbone.fc.weight" in changed
     # inference drops the text branch: the wrapped classifier alone gives the logits
     x = val.tensors()[0][:4]
     model.eval()

@@ -21,8 +21,10 @@ _EXPORTS: dict[str, str] = {
     "load_text_encoder": "xairepro.lico.text_encoders",
     "PromptLearner": "xairepro.lico.prompts",
     "LICO": "xairepro.lico.model",
-    "LicoOutput": "xairepro.lico.model",
-    "image_tokens": "xairepro.lico.model",
+    "LicoAlignment": "xairepro.lico.alignment",
+    "LicoOutput": "xairepro.lico.alignment",
+    "image_tokens": "xairepro.lico.alignment",
+    "feature_token_shape": "xairepro.lico.alignment",
     "LicoObjective": "xairepro.lico.objective",
 }
 
