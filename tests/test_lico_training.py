@@ -149,3 +149,28 @@ def test_wrn_16_1_lico_on_shapes_seg_end_to_end() -> None:
     x = val.tensors()[0][:4]
     model.eval()
     assert torch.equal(model(x), model.classifier()(x))
+
+
+def test_xairepro_train_method_lico_on_shapes_seg(tmp_path) -> None:
+    import json
+
+    from xairepro.cli import main
+    from xairepro.train import load_model
+
+    out = tmp_path / "run"
+    code = main(["train", "--set", "method=lico", "--set", "data.name=shapes-seg", "--set", "data.options.n=200",
+                 "--set", "data.options.size=32", "--set", "model.name=wrn-16-1", "--set", "train.epochs=1",
+                 "--set", "train.batch_size=32", "--set", "method_options.losses=mm+ot",
+                 "--set", "method_options.prompt_mode=official", "--no-progress", "--out", str(out)])
+    assert code == 0
+    metrics = json.loads((out / "metrics.json").read_text())["metrics"]
+    assert {"train/mm", "train/ot", "train/ce", "test/accuracy"} <= set(metrics)
+    recorded = json.loads((out / "run.json").read_text())["config"]["method_options"]
+    assert recorded["text_encoder"] == "minilm" and recorded["prompt_mode"] == "official"
+    assert recorded["alpha"] == 10.0 and recorded["ot_grad"] == "cost"
+    model = load_model(out / "model.pt")  # the saved model is the plain classifier: no text branch
+    assert model.metadata["method"] == "lico" and not any("prompt" in k for k in model.state_dict())
+    bad = main(["train", "--set", "method=lico", "--set", "data.name=shapes-seg", "--set", "data.options.n=200",
+                "--set", "data.options.size=32", "--set", "model.name=wrn-16-1",
+                "--set", "method_options.losses=everything", "--out", str(tmp_path / "bad")])
+    assert bad == 2

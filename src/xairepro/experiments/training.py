@@ -26,6 +26,7 @@ from torch import nn
 
 from xairepro.config import config_hash, config_to_dict, resolve_config
 from xairepro.errors import ConfigError, UsageError
+from xairepro.lico.config import LicoConfig
 from xairepro.train import (
     AutoencoderObjective,
     BetaVAEObjective,
@@ -196,6 +197,18 @@ register_method("tcvae", lambda ctx: TCVAEObjective(dataset_size=len(ctx.train),
                 description="beta-TCVAE, minibatch-weighted sampling")
 register_method("simclr", _simclr, model_kinds=("contrastive",), options=SimCLROptions,
                 description="SimCLR NT-Xent on two augmented views")
+
+
+def _lico(ctx: MethodContext) -> Any:
+    from xairepro.lico import LicoObjective
+
+    ctx.cfg.method_options = config_to_dict(ctx.options)  # every LICO switch recorded in run.json and the hash
+    return LicoObjective.for_model(ctx.model, list(ctx.info.class_names or []), ctx.options,
+                                   input_shape=tuple(ctx.info.input_shape), seed=ctx.cfg.train.seed)
+
+
+register_method("lico", _lico, model_kinds=("classifier",), options=LicoConfig,
+                description="LICO: CE + alpha MM + beta OT via a frozen text encoder; method_options = LicoConfig")
 
 
 # -------------------------------------------------------------------------------------------- build
