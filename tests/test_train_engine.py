@@ -30,13 +30,10 @@ def _one_thread():
     torch.set_num_threads(old)
 
 
-def _digits8() -> tuple[torch.Tensor, torch.Tensor]:
-    from sklearn.datasets import load_digits
+def _digits8(split: str = "train") -> tuple[torch.Tensor, torch.Tensor]:
+    from xairepro.data import load
 
-    d = load_digits()
-    x = torch.tensor(d.images, dtype=torch.float32).unsqueeze(1) / 16.0
-    order = torch.randperm(len(x), generator=torch.Generator().manual_seed(0))  # writers mixed across splits
-    return x[order], torch.tensor(d.target)[order]
+    return load("digits", split).tensors()  # (N, 1, 8, 8) in [0, 1], labels
 
 
 def _mlp(seed: int = 0, hidden: int = 32) -> nn.Module:
@@ -66,17 +63,19 @@ def _same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
 
 def test_digits_classifier_learns_and_evaluate_matches_history():
     x, y = _digits8()
+    xt, yt = _digits8("test")
     model = _mlp(hidden=64)
-    result = Engine(_cfg(epochs=8, optimizer=OptimizerConfig(lr=1e-2))).fit(model, ClassifierObjective(), (x[:1400], y[:1400]), (x[1400:], y[1400:]))
+    result = Engine(_cfg(epochs=8, optimizer=OptimizerConfig(lr=1e-2))).fit(model, ClassifierObjective(), (x, y),
+                                                                            (xt, yt))
     assert len(result.history) == 8 and result.epochs_run == 8
     assert result.last["val/accuracy"] >= 0.9
     assert result.history[-1]["train/loss"] < result.history[0]["train/loss"]
     # evaluate() on the same data gives the last validation record, with an independent accuracy count
-    metrics = Engine(_cfg()).evaluate(model, ClassifierObjective(), (x[1400:], y[1400:]))
+    metrics = Engine(_cfg()).evaluate(model, ClassifierObjective(), (xt, yt))
     assert metrics["accuracy"] == pytest.approx(result.last["val/accuracy"], abs=1e-6)
     model.eval()
     with torch.no_grad():
-        direct = (model(x[1400:]).argmax(1) == y[1400:]).float().mean().item()
+        direct = (model(xt).argmax(1) == yt).float().mean().item()
     assert metrics["accuracy"] == pytest.approx(direct, abs=1e-6)
 
 
@@ -236,3 +235,72 @@ def test_unknown_monitor_is_a_config_error():
     cfg = _cfg(epochs=2, early_stopping=EarlyStoppingConfig(monitor="val/acc"))
     with pytest.raises(ConfigError, match="val/accuracy"):
         Engine(cfg).fit(_mlp(), ClassifierObjective(), (x[:100], y[:100]), (x[100:200], y[100:200]))
+
+
+def test_bf16_mixed_precision_trains_on_cpu():
+    x, y = _digits8()
+    result = Engine(_cfg(epochs=3, precision="bf16-mixed")).fit(_mlp(hidden=64), ClassifierObjective(),
+                                                                (x[:600], y[:600]))
+    losses = [h["train/loss"] for h in result.history]
+    assert all(torch.isfinite(torch.tensor(losses))) and losses[-1] < losses[0]
+
+
+def test_missing_cuda_is_a_config_error():
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present: accelerator=cuda is valid here")
+    with pytest.raises(ConfigError, match="accelerator=cuda"):
+        Engine(_cfg(accelerator="cuda")).fit(_mlp(), ClassifierObjective(), _digits8())
+
+
+class _ListDataset(torch.utils.data.Dataset):
+    def __init__(self, x, y):
+        self.x, self.y = x, y
+
+    def __len__(self):
+        return len(self.x)
+
+    def __getitem__(self, i):
+        return self.x[i], self.y[i]
+
+
+def test_file_style_dataset_goes_through_a_dataloader_with_the_same_numbers():
+    x, y = _digits8()
+    fast, slow = _mlp(), _mlp()
+    Engine(_cfg()).fit(fast, ClassifierObjective(), (x[:300], y[:300]))
+    Engine(_cfg()).fit(slow, ClassifierObjective(), _ListDataset(x[:300], y[:300]))
+    assert _same(_weights(fast), _weights(slow))
+
+
+class _TemperatureObjective(ClassifierObjective):
+    """CE of logits / T with a learnable temperature owned by the objective (an extra trainable module)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.scale = nn.Linear(1, 1, bias=False)
+        nn.init.ones_(self.scale.weight)
+        self.steps = 0
+
+    def modules(self):
+        return [self.scale]
+
+    def loss(self, model, batch):
+        self.steps += int(torch.is_grad_enabled())
+        logits = model(batch[0]) * self.scale.weight.squeeze()
+        return nn.functional.cross_entropy(logits, batch[1]), {}
+
+    def state_dict(self):
+        return {"steps": self.steps}
+
+    def load_state_dict(self, state):
+        self.steps = int(state["steps"])
+
+
+def test_objective_modules_are_trained_and_saved_with_the_run(tmp_path: Path):
+    x, y = _digits8()
+    data = (x[:256], y[:256])
+    obj = _TemperatureObjective()
+    Engine(_cfg(epochs=2), tmp_path).fit(_mlp(), obj, data)
+    assert obj.scale.weight.item() != 1.0 and obj.steps == 8
+    again = _TemperatureObjective()
+    Engine(_cfg(epochs=2), tmp_path).fit(_mlp(), again, data)  # finished run: restores, trains nothing
+    assert again.steps == 8 and torch.equal(again.scale.weight, obj.scale.weight)

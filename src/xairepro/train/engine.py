@@ -84,30 +84,38 @@ def _trainable(model: nn.Module, extras: Sequence[nn.Module]) -> list[nn.Paramet
 
 
 class _Sums:
-    """Weighted sums of per-batch metrics kept on the device; one host read per epoch."""
+    """Weighted sums of per-batch metrics kept on the device; one host read per epoch.
+
+    Each step adds ``n * value`` for every metric with a single ``_foreach_add_`` (no host sync).
+    """
 
     def __init__(self) -> None:
         self.names: list[str] | None = None
-        self.total: Tensor | None = None
+        self.totals: list[Tensor] = []
         self.count = 0
+
+    @staticmethod
+    def _scalar(value: Any) -> Tensor:
+        if isinstance(value, Tensor) and value.dtype == torch.float32 and value.ndim == 0 and not value.requires_grad:
+            return value
+        return torch.as_tensor(value).detach().to(torch.float32).reshape(())
 
     def add(self, metrics: dict[str, Any], n: int) -> None:
         if self.names is None:
             self.names = list(metrics)
-        values = [metrics[k] for k in self.names]
-        vec = torch.stack([torch.as_tensor(v).detach().float().reshape(()) for v in values])
-        self.total = vec * n if self.total is None else self.total.add_(vec, alpha=n)
+            self.totals = [torch.zeros((), dtype=torch.float32, device=torch.as_tensor(metrics[k]).device)
+                           for k in self.names]
+        values = [self._scalar(metrics[k]) for k in self.names]
+        torch._foreach_add_(self.totals, values, alpha=n)
         self.count += n
 
     def means(self, reduce: bool = False) -> dict[str, float]:
-        if self.names is None or self.total is None:
+        if self.names is None:
             return {}
-        total, count = self.total, torch.tensor(float(self.count), device=self.total.device)
+        packed = torch.stack([*self.totals, torch.tensor(float(self.count), device=self.totals[0].device)])
         if reduce and torch.distributed.is_available() and torch.distributed.is_initialized():
-            packed = torch.cat([total, count.reshape(1)])
             torch.distributed.all_reduce(packed)
-            total, count = packed[:-1], packed[-1]
-        values = (total / count).tolist()
+        values = (packed[:-1] / packed[-1]).tolist()
         return dict(zip(self.names, values))
 
 
@@ -279,8 +287,9 @@ class Engine:
         sums = _Sums()
         batches = progress(train.epoch(derive_seed(cfg.seed, "order", epoch)), enabled=cfg.progress and rank == 0,
                            total=steps, desc=f"epoch {epoch + 1}/{cfg.epochs}")
+        constant = cfg.schedule.name == "none" and cfg.schedule.warmup == 0
         for step, batch in enumerate(batches):
-            if per_step and step:
+            if per_step and step and not constant:
                 set_lr(foptimizer, base_lrs, lr_factor(cfg.schedule, epoch * steps + step, total))
             if self.augment is not None:
                 batch = (self.augment(batch[0], generator=generator), *batch[1:])
