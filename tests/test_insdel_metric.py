@@ -176,8 +176,10 @@ def test_inputs_and_model_untouched() -> None:
     x = torch.rand(2, 3, 6, 6)
     sal = torch.rand(2, 6, 6)
     x0, s0 = x.clone(), sal.clone()
-    insertion_deletion(model, x, sal, InsertionDeletionProtocol(pixels_per_step=6, n_steps=None, blur_kernel=3))
+    r = insertion_deletion(model, x, sal, InsertionDeletionProtocol(pixels_per_step=6, n_steps=None, blur_kernel=3))
     assert torch.equal(x, x0) and torch.equal(sal, s0)
+    r.insertion_curve.mul_(1.0)   # ordinary tensors, not inference-mode ones
+    assert not r.deletion.is_inference()
     assert model.training and all(m.training for m in model.modules())
     assert torch.equal(model[1].running_mean, bn_mean)
     assert all(torch.equal(prm.grad, torch.full_like(prm, 0.5)) for prm in model.parameters())

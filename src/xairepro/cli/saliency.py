@@ -19,7 +19,8 @@ import torch
 import typer
 
 from xairepro.errors import UsageError
-from xairepro.explain.rise import BATCH_SIZE, N_MASKS
+from xairepro.explain._cam_utils import auto_batch_size
+from xairepro.explain.rise import N_MASKS
 
 DEFAULT_METHODS = "gradcam,gradcampp,groupcam,rise"
 #: Images processed together (maps, then insertion/deletion) before moving on.
@@ -51,7 +52,7 @@ def _images(ds: Any, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor |
 
 
 def run_saliency(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, seg: torch.Tensor | None, *,
-                 methods: list[str], protocol: Any, rise_masks: int = N_MASKS, batch_size: int = BATCH_SIZE,
+                 methods: list[str], protocol: Any, rise_masks: int = N_MASKS, batch_size: int | None = None,
                  seed: int = 0, target_layer: str | None = None, progress: Any = None
                  ) -> tuple[list[dict[str, Any]], dict[str, torch.Tensor], dict[str, Any], dict[str, str]]:
     """Maps, insertion/deletion and IoU per image for each method.
@@ -63,6 +64,8 @@ def run_saliency(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, seg: 
     from xairepro.metrics import insertion_deletion, soft_iou
     from xairepro.metrics.insertion_deletion import InsertionDeletionResult
 
+    if batch_size is None:
+        batch_size = auto_batch_size(x.device)
     explainers = {}
     for name in methods:
         opts: dict[str, Any] = {}
@@ -144,7 +147,8 @@ def register(app: typer.Typer) -> None:
         target_layer: str = typer.Option(None, "--target-layer", help="Dotted name of the CAM layer "
                                          "(default: the model's cam_layer)."),
         rise_masks: int = typer.Option(N_MASKS, "--rise-masks", help="Number of RISE masks."),
-        batch_size: int = typer.Option(BATCH_SIZE, "--batch-size", help="Images per forward pass."),
+        batch_size: int = typer.Option(None, "--batch-size", help="Images per forward pass "
+                                       "(default: 32 on the CPU, 256 on a GPU)."),
         seed: int = typer.Option(0, "--seed", help="Seed of the data split and of RISE's masks."),
         device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1 ..."),
         grid_images: int = typer.Option(8, "--grid-images", help="Images shown in saliency_grid.png."),
@@ -169,7 +173,7 @@ def register(app: typer.Typer) -> None:
         names = list(dict.fromkeys(names))
         proto = InsertionDeletionProtocol.preset(protocol)
         for flag, value in (("--n-images", n_images), ("--rise-masks", rise_masks), ("--batch-size", batch_size)):
-            if value < 1:
+            if value is not None and value < 1:
                 raise UsageError(f"{flag} must be >= 1, got {value}")
         if not checkpoint.is_file():
             raise UsageError(f"checkpoint {str(checkpoint)!r} does not exist")

@@ -17,6 +17,16 @@ from xairepro.errors import UsageError
 Target = int | torch.Tensor | Sequence[int] | None
 
 
+#: Forwards per batch when none is given: large on accelerators; cache-sized on the CPU, where 32
+#: images of 32 px ran ~1.2-3x faster per image than 256 for WRN-28-2 (docs/benchmarks.md).
+GPU_BATCH_SIZE, CPU_BATCH_SIZE = 256, 32
+
+
+def auto_batch_size(device: torch.device | str) -> int:
+    """Default forwards per batch on ``device``: 32 on the CPU, 256 elsewhere."""
+    return CPU_BATCH_SIZE if torch.device(device).type == "cpu" else GPU_BATCH_SIZE
+
+
 def check_images(x: torch.Tensor, name: str = "images") -> None:
     """Raise a one-line ``UsageError`` unless ``x`` is a non-empty finite float tensor (B, C, H, W)."""
     if not isinstance(x, torch.Tensor):

@@ -9,7 +9,8 @@ For activations A (B, K, h, w) of the target layer and Grad-CAM weights w_k = me
     a_g   = softmax(f(x_g))_c - softmax(f(blur(x)))_c         score from softmax differences
     S     = minmax(ReLU(sum_g a_g M~_g))                       (B, H, W) in [0, 1]
 
-All B x G blended images are scored as batched forwards of ``batch_size`` under inference mode.
+All B x G blended images are scored as batched forwards of ``batch_size`` (None: 32 on the CPU, 256
+on a GPU) under inference mode.
 A group whose upsampled map is constant gets a_g = 0.
 """
 
@@ -21,7 +22,7 @@ from torch import nn
 
 from xairepro.errors import UsageError
 from xairepro.explain._cam_utils import (
-    Target, activations_and_gradients, check_images, gaussian_blur, normalize_maps, resolve_layer,
+    Target, activations_and_gradients, auto_batch_size, check_images, gaussian_blur, normalize_maps, resolve_layer,
 )
 from xairepro.utils import preserved_state
 
@@ -37,12 +38,12 @@ class GroupCAM:
 
     def __init__(self, model: nn.Module, target_layer: nn.Module | str | None = None, *, groups: int = 32,
                  blur_kernel: int = 51, blur_sigma: float = 50.0, denoise_percentile: float | None = 70.0,
-                 batch_size: int = 128) -> None:
+                 batch_size: int | None = None) -> None:
         if not isinstance(model, nn.Module):
             raise UsageError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         if groups < 1:
             raise UsageError(f"groups must be >= 1, got {groups}")
-        if batch_size < 1:
+        if batch_size is not None and batch_size < 1:
             raise UsageError(f"batch_size must be >= 1, got {batch_size}")
         if denoise_percentile is not None and not 0.0 <= denoise_percentile < 100.0:
             raise UsageError(f"denoise_percentile must be in [0, 100) or None, got {denoise_percentile}")
@@ -82,6 +83,7 @@ class GroupCAM:
         """Saliency maps (B, H, W) in [0, 1] on ``x``'s device; ``target=None`` = predicted class."""
         check_images(x)
         b, _, h, w = x.shape
+        bs = self.batch_size or auto_batch_size(x.device)
         with preserved_state(self.model):
             acts, grads, _logits, t = activations_and_gradients(self.model, self.target_layer, x, target)
             masks, valid = self.group_masks(acts, grads, (h, w))           # (B, G, H, W), (B, G)
@@ -89,11 +91,10 @@ class GroupCAM:
             with torch.inference_mode():
                 xs = x.detach()
                 blurred = gaussian_blur(xs, self.blur_kernel, self.blur_sigma)
-                base = torch.cat([self._probs(blurred[i:i + self.batch_size], t[i:i + self.batch_size])
-                                  for i in range(0, b, self.batch_size)])
+                base = torch.cat([self._probs(blurred[i:i + bs], t[i:i + bs]) for i in range(0, b, bs)])
                 scores = torch.empty(b * n_groups, device=x.device, dtype=base.dtype)
-                for start in range(0, b * n_groups, self.batch_size):
-                    idx = torch.arange(start, min(start + self.batch_size, b * n_groups), device=x.device)
+                for start in range(0, b * n_groups, bs):
+                    idx = torch.arange(start, min(start + bs, b * n_groups), device=x.device)
                     img, grp = idx // n_groups, idx % n_groups
                     m = masks[img, grp][:, None].to(xs.dtype)
                     blend = xs[img] * m + blurred[img] * (1.0 - m)

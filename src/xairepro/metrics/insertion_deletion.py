@@ -27,13 +27,11 @@ from torch import nn
 
 from xairepro.config import config_hash
 from xairepro.errors import UsageError
-from xairepro.explain._cam_utils import check_images, check_maps, gaussian_blur, resolve_targets
+from xairepro.explain._cam_utils import auto_batch_size, check_images, check_maps, gaussian_blur, resolve_targets
 from xairepro.utils import preserved_state, progress
 
 __all__ = ["InsertionDeletionProtocol", "InsertionDeletionResult", "insertion_deletion", "pixel_ranks"]
 
-#: Default number of forwards per batch.
-DEFAULT_BATCH_SIZE = 256
 
 
 @dataclass(frozen=True)
@@ -155,7 +153,7 @@ class InsertionDeletionResult:
 def pixel_ranks(saliency: torch.Tensor) -> torch.Tensor:
     """Rank of each pixel by saliency (B, H, W) -> LongTensor (B, H*W): 0 = most salient, ties by index."""
     flat = saliency.reshape(saliency.shape[0], -1)
-    order = torch.argsort(flat.float(), dim=1, descending=True, stable=True)
+    order = torch.argsort(flat if flat.is_floating_point() else flat.float(), dim=1, descending=True, stable=True)
     ranks = torch.empty_like(order)
     ranks.scatter_(1, order, torch.arange(flat.shape[1], device=flat.device).expand_as(order))
     return ranks
@@ -173,13 +171,13 @@ def auc(curves: torch.Tensor, fractions: torch.Tensor, auc_x: str) -> torch.Tens
 
 def insertion_deletion(model: nn.Module, x: torch.Tensor, saliency: torch.Tensor,
                        protocol: InsertionDeletionProtocol | str | None = None, labels: torch.Tensor | None = None,
-                       batch_size: int = DEFAULT_BATCH_SIZE, *, show_progress: bool = False
+                       batch_size: int | None = None, *, show_progress: bool = False
                        ) -> InsertionDeletionResult:
     """Insertion and deletion curves and AUCs of ``saliency`` (B, H, W) for images ``x`` (B, C, H, W).
 
     ``protocol`` defaults to ``InsertionDeletionProtocol.petsiuk()`` (a preset name is accepted);
     ``labels`` (B,) are needed when ``protocol.target == "label"`` (ignored for ``"predicted"``).
-    The model is left as it was.
+    ``batch_size`` = images per forward (None: 32 on the CPU, 256 on a GPU).  The model is left as it was.
     """
     if protocol is None:
         protocol = InsertionDeletionProtocol.petsiuk()
@@ -187,9 +185,11 @@ def insertion_deletion(model: nn.Module, x: torch.Tensor, saliency: torch.Tensor
         protocol = InsertionDeletionProtocol.preset(protocol)
     if not isinstance(protocol, InsertionDeletionProtocol):
         raise UsageError(f"protocol must be an InsertionDeletionProtocol, got {type(protocol).__name__}")
+    check_images(x)
+    if batch_size is None:
+        batch_size = auto_batch_size(x.device)
     if batch_size < 1:
         raise UsageError(f"batch_size must be >= 1, got {batch_size}")
-    check_images(x)
     saliency = check_maps(saliency, x)
     b, c, h, w = x.shape
     hw = h * w
@@ -238,11 +238,11 @@ def insertion_deletion(model: nn.Module, x: torch.Tensor, saliency: torch.Tensor
             replace = ranks[img] < counts[k].view(-1, 1, 1, 1)
             inputs = torch.where(replace, finishes[row], starts[row])
             curves[curve, img, k] = _scores(model(inputs), targets[img], protocol.score)
-        fractions = counts.to(torch.float32) / hw
-        deletion = auc(curves[0], fractions, protocol.auc_x)
-        insertion = auc(curves[1], fractions, protocol.auc_x)
-        result = [t.clone() for t in (insertion, deletion, curves[1], curves[0], fractions, targets)]
-    return InsertionDeletionResult(*result, protocol=protocol)
+    curves, targets = curves.clone(), targets.clone()   # ordinary tensors, usable outside inference mode
+    fractions = counts.to(torch.float32) / hw
+    deletion = auc(curves[0], fractions, protocol.auc_x)
+    insertion = auc(curves[1], fractions, protocol.auc_x)
+    return InsertionDeletionResult(insertion, deletion, curves[1], curves[0], fractions, targets, protocol=protocol)
 
 
 def _scores(logits: torch.Tensor, classes: torch.Tensor, score: str) -> torch.Tensor:
