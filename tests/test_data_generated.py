@@ -187,3 +187,45 @@ def test_shapes_documented_statistics():
     std = x.transpose(0, 1).reshape(3, -1).std(1)
     assert torch.allclose(mean, torch.tensor(ds.info.mean), atol=0.01)
     assert torch.allclose(std, torch.tensor(ds.info.std), atol=0.01)
+
+
+@pytest.mark.slow
+def test_shapes_are_learnable_but_not_trivial():
+    """A 3-layer CNN (Adam + one-cycle, 12 epochs) on 4,560 training images at 32 px: high accuracy at the
+    end, far from it after one epoch (measured: 0.17 after 1 epoch, 0.84 after 12)."""
+    from torch import nn
+
+    from xairepro.data import RandomCropFlip
+
+    torch.manual_seed(0)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        x, y = load("shapes-seg", "train", n=6000, size=32).tensors()
+        xt, yt = load("shapes-seg", "test", n=6000, size=32).tensors()
+        net = nn.Sequential(
+            nn.Conv2d(3, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(32, 64, 3, padding=1), nn.BatchNorm2d(64), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(64, 64, 3, padding=1), nn.BatchNorm2d(64), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+            nn.Linear(64, 10))
+        epochs, batch = 12, 64
+        opt = torch.optim.Adam(net.parameters(), 3e-3)
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, 3e-3, total_steps=epochs * math.ceil(len(y) / batch))
+        g, aug = torch.Generator().manual_seed(0), RandomCropFlip(padding=2)
+        accuracy = []
+        for _ in range(epochs):
+            net.train()
+            perm = torch.randperm(len(y), generator=g)
+            for i in range(0, len(y), batch):
+                b = perm[i:i + batch]
+                loss = nn.functional.cross_entropy(net(aug(x[b], generator=g)), y[b])
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                sched.step()
+            net.eval()
+            with torch.no_grad():
+                accuracy.append(float((net(xt).argmax(1) == yt).float().mean()))
+    finally:
+        torch.set_num_threads(threads)
+    assert accuracy[0] < 0.5 and accuracy[-1] >= 0.75

@@ -33,8 +33,9 @@ def test_listing_has_every_set_real_first():
         infos[0].name = "x"  # type: ignore[misc]
 
 
-@pytest.mark.parametrize("alias, name", [("CIFAR-10", "cifar10"), ("cifar_100", "cifar100"), ("FashionMNIST", "fashion-mnist"),
-                                         ("Shapes Seg", "shapes-seg"), ("ECG5000", "ecg5000")])
+@pytest.mark.parametrize("alias, name", [("CIFAR-10", "cifar10"), ("cifar_100", "cifar100"),
+                                         ("FashionMNIST", "fashion-mnist"), ("Shapes Seg", "shapes-seg"),
+                                         ("ECG5000", "ecg5000")])
 def test_aliases(alias, name):
     assert dataset_info(alias).name == name
 

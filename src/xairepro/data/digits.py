@@ -1,7 +1,7 @@
 """``digits``: scikit-learn's 1,797 real 8x8 handwritten digits (bundled with scikit-learn, no network).
 
 Values are the 0..16 counts divided by 16, optionally resized bilinearly to 28 or 32 px (an
-MNIST stand-in). Splits by ``seed``: 20% test (360), validation 5% of the rest (72), train 1,365.
+MNIST stand-in). Splits by ``seed``: 20% test (359), validation 5% of the rest (72), train 1,366.
 """
 
 from __future__ import annotations
@@ -44,5 +44,5 @@ def build_digits(req: LoadRequest) -> TensorXDataset:
 register_dataset(DatasetInfo(
     name="digits", task="classification", input_shape=(1, 8, 8), num_classes=10, class_names=DIGIT_NAMES,
     mean=DIGITS_MEAN, std=DIGITS_STD, bundled=True, source="scikit-learn load_digits (bundled, UCI optical digits)",
-    description="1,797 real 8x8 digits (values/16), size=8|28|32 (bilinear); 360 test, 72 val, 1,365 train by seed",
+    description="1,797 real 8x8 digits (values/16), size=8|28|32 (bilinear); 359 test, 72 val, 1,366 train by seed",
     options=(("size", 8), ("test_size", 0.2), ("val_size", 0.05))), build_digits)

@@ -195,7 +195,8 @@ def _register() -> None:
         name="dsprites-gen", bundled=True, source="generated from the dSprites factor definition",
         description="dSprites factor grid rendered from the shape definitions (close to, not bit-identical "
                     "with, the official images); stride=k or a list of 5 strides picks a sub-grid; rendered "
-                    "once per load and kept bit-packed; 10% test, val 5% of the rest; latents in the official column order",
+                    "once per load and kept bit-packed; 10% test, val 5% of the rest; latents in the official "
+                    "column order",
         options=(("stride", 1), ("test_size", 0.1), ("val_size", 0.05)), **common),
         build_dsprites_gen, aliases=("dspritesgen",))
 

@@ -108,7 +108,8 @@ class RandomResizedCropFlip:
     """ImageNet train transform: random crop of area ``scale`` x H W and aspect ``ratio``, resized
     to ``size`` x ``size`` (``roi_align``: one bilinear sample per output pixel when enlarging, the
     mean of ceil(box / size)^2 samples when shrinking; samples near the box edge may use the pixels
-    just outside it instead of clamping), then a horizontal flip (p = 1/2). Boxes follow torchvision's rule: 10 attempts, else a centre crop."""
+    just outside it instead of clamping), then a horizontal flip (p = 1/2). Boxes follow
+    torchvision's rule: 10 attempts, else a centre crop."""
 
     def __init__(self, size: int, scale: tuple[float, float] = (0.08, 1.0),
                  ratio: tuple[float, float] = (3 / 4, 4 / 3), flip: bool = True) -> None:
