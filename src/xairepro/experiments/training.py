@@ -45,7 +45,7 @@ from xairepro.utils import atomic_write_text, preserved_state
 
 __all__ = [
     "DataSection", "ModelSection", "RunConfig", "MethodContext", "MethodSpec", "BuiltRun", "RunOutcome",
-    "register_method", "list_methods", "get_method", "build_run", "train_run",
+    "register_method", "unregister_method", "list_methods", "get_method", "build_run", "train_run",
 ]
 
 
@@ -127,6 +127,11 @@ def register_method(name: str, factory: Callable[[MethodContext], Any], *, descr
     spec = MethodSpec(name, factory, description, tuple(model_kinds) if model_kinds else None, options)
     _METHODS[name] = spec
     return spec
+
+
+def unregister_method(name: str) -> None:
+    """Remove a training method (no error if it is not registered)."""
+    _METHODS.pop(name, None)
 
 
 def get_method(name: str) -> MethodSpec:
@@ -298,7 +303,11 @@ def build_run(cfg: RunConfig) -> BuiltRun:
     train, val, test = _load_splits(cfg)
     info = train.info
     options = _model_options(cfg, info, minfo.kind, minfo.options)
-    model = build_model(cfg.model.name, seed=cfg.train.seed, **options)
+    try:
+        model = build_model(cfg.model.name, seed=cfg.train.seed, **options)
+    except UsageError as exc:
+        shape = "x".join(str(s) for s in info.input_shape)
+        raise UsageError(f"model {cfg.model.name!r} for data set {cfg.data.name!r} (inputs {shape}): {exc}") from None
     example = train[0][0].unsqueeze(0)
     _check_fits(model, cfg, info, torch.cat([example, example]))
     method_options = _method_options(spec, cfg.method_options)
