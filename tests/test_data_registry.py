@@ -156,6 +156,12 @@ def test_bad_subset(bad):
         load("digits", "test", subset=bad)
 
 
+def test_splits_depend_on_the_seed_only():
+    a, b, c = load("digits", "test"), load("digits", "test", seed=0), load("digits", "test", seed=1)
+    assert torch.equal(a.indices, b.indices) and torch.equal(a.tensors()[0], b.tensors()[0])
+    assert len(a) == len(c) and not torch.equal(a.indices, c.indices)
+
+
 def test_val_size_options():
     assert len(load("digits", "val", val_size=10)) == 10
     assert len(load("digits", "train", val_size=10)) == 1797 - 359 - 10
