@@ -8,9 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from xairepro.data import DatasetInfo, TensorXDataset, XDataset, data_root, dataset_info, list_datasets, load
 from xairepro.data.info import AUGMENTATIONS, TASKS
+from xairepro.data.splits import carve, resolve_count, take_subset, three_way
 from xairepro.errors import UsageError
 
 REAL = ["mnist", "fashion-mnist", "cifar10", "cifar100", "svhn", "imagenette", "partimagenet", "ecg5000", "dsprites"]
@@ -171,3 +174,32 @@ def test_val_size_options():
         load("digits", "val", val_size=5000)
     with pytest.raises(UsageError, match="test_size"):
         load("digits", "test", test_size=2.5)
+
+
+# -- split arithmetic (property-based) ------------------------------------------------------------
+
+@settings(max_examples=60, deadline=None)
+@given(n=st.integers(1, 300), test=st.floats(0, 0.99), val=st.floats(0, 0.99), seed=st.integers(0, 2**31))
+def test_three_way_is_a_partition_of_the_right_sizes(n, test, val, seed):
+    train_idx, val_idx, test_idx = three_way(n, test, val, seed, "k")
+    assert torch.equal(torch.cat([train_idx, val_idx, test_idx]).sort().values, torch.arange(n))
+    n_test = round(test * n)
+    assert len(test_idx) == n_test and len(val_idx) == round(val * (n - n_test))
+    for part in (train_idx, val_idx, test_idx):
+        assert torch.equal(part, part.sort().values)
+    assert torch.equal(three_way(n, test, val, seed, "k")[1], val_idx)
+
+
+@settings(max_examples=40, deadline=None)
+@given(n=st.integers(1, 300), val=st.integers(0, 300), k=st.integers(1, 300), seed=st.integers(0, 2**31))
+def test_carve_and_subset_sizes(n, val, k, seed):
+    if val > n:
+        with pytest.raises(UsageError):
+            carve(n, val, seed, "k")
+        return
+    train_idx, val_idx = carve(n, val, seed, "k")
+    assert len(val_idx) == val and torch.equal(torch.cat([train_idx, val_idx]).sort().values, torch.arange(n))
+    if train_idx.numel() and k <= train_idx.numel():
+        sub = take_subset(train_idx, k, seed, "k")
+        assert len(sub) == k and bool(torch.isin(sub, train_idx).all())
+    assert resolve_count(0.5, n, "x") == round(0.5 * n)
