@@ -29,10 +29,21 @@ from xairepro.utils import preserved_state
 __all__ = ["LicoObjective"]
 
 
+def _is_wrapper(model: nn.Module) -> bool:
+    """The engine's wrappers (fabric, DDP, DataParallel), which keep the model as ``.module``."""
+    if isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
+        return True
+    try:
+        from lightning_fabric.wrappers import is_wrapped
+    except ImportError:  # pragma: no cover - a declared dependency
+        return False
+    return is_wrapped(model)
+
+
 def _unwrap(model: nn.Module) -> nn.Module:
     inner = model
-    while not isinstance(inner, LICO) and isinstance(getattr(inner, "module", None), nn.Module):
-        inner = inner.module  # engine wrappers (fabric, DDP) keep the model as .module
+    while _is_wrapper(inner):
+        inner = inner.module
     return inner
 
 
