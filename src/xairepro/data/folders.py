@@ -19,7 +19,7 @@ from xairepro.data.dataset import ImageFileSource, MaskFileSource, XDataset
 from xairepro.data.files import missing_error
 from xairepro.data.info import DatasetInfo
 from xairepro.data.registry import LoadRequest, register_dataset
-from xairepro.errors import UsageError
+from xairepro.errors import DataNotFoundError, UsageError
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 IMAGENETTE_URL = "https://s3.amazonaws.com/fast-ai-imageclas/imagenette2-160.tgz (https://github.com/fastai/imagenette)"
@@ -63,8 +63,12 @@ def _imagenette_root(req: LoadRequest) -> Path:
     if found is None and req.download:
         from torchvision.datasets import Imagenette
 
-        req.root.mkdir(parents=True, exist_ok=True)
-        Imagenette(str(req.root), size="160px", download=True)
+        try:
+            req.root.mkdir(parents=True, exist_ok=True)
+            Imagenette(str(req.root), size="160px", download=True)
+        except Exception as exc:  # noqa: BLE001 - network/archive failures become one clear line
+            raise DataNotFoundError(f"downloading Imagenette into {req.root} failed ({type(exc).__name__}); "
+                                    f"get {IMAGENETTE_URL}") from None
         found = next((c for c in candidates if ok(c)), None)
     if found is None:
         raise missing_error("Imagenette", ["imagenette2-160/train/<wnid>/*.JPEG", "imagenette2-160/val/<wnid>/*.JPEG"],
