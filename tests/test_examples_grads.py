@@ -181,3 +181,22 @@ def test_random_projection_preserves_dot_products_and_is_seeded() -> None:
     torch.testing.assert_close(proj, full @ r, rtol=1e-4, atol=1e-7)
     gram, approx = full @ full.T, proj @ proj.T
     assert ((approx - gram).abs().max() / gram.abs().max()) < 0.15
+
+
+def test_state_restored_after_an_exception() -> None:
+    model = ConvBNAE()
+    model.train()
+    model.encoder[0].weight.grad = torch.full_like(model.encoder[0].weight, 3.0)
+    calls = {"n": 0}
+
+    def failing_loss(m: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        calls["n"] += 1
+        assert not m.training  # explanations run in eval mode
+        raise ValueError("boom")
+
+    for strategy in ("vmap", "chunked"):
+        with pytest.raises(ValueError, match="boom"):
+            per_example_gradients(model, failing_loss, torch.rand(4, 1, 4, 4), strategy=strategy)
+        assert model.training and all(m.training for m in model.modules())
+        assert torch.equal(model.encoder[0].weight.grad, torch.full_like(model.encoder[0].weight, 3.0))
+    assert calls["n"] == 2
