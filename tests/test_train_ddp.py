@@ -13,7 +13,7 @@ import pytest
 import torch
 from torch import nn
 
-from xairepro.train import ClassifierObjective, Engine, OptimizerConfig, TrainConfig
+from xairepro.train import ClassifierObjective, EarlyStoppingConfig, Engine, OptimizerConfig, TrainConfig
 
 N, BATCH = 96, 8  # per process; one process takes 2 * BATCH
 
@@ -32,14 +32,15 @@ def _model():
 
 def _cfg(**kw):
     base = dict(epochs=3, batch_size=BATCH, seed=0, accelerator="cpu",
-                optimizer=OptimizerConfig(name="sgd", lr=0.1, momentum=0.9))
+                optimizer=OptimizerConfig(name="sgd", lr=0.1, momentum=0.9),
+                early_stopping=EarlyStoppingConfig(monitor="val/loss", patience=5))
     base.update(kw)
     return TrainConfig(**base)
 
 
 def _single_process_reference():
     model = _model()
-    result = Engine(_cfg(batch_size=2 * BATCH)).fit(model, ClassifierObjective(), _data())
+    result = Engine(_cfg(batch_size=2 * BATCH)).fit(model, ClassifierObjective(), _data(), _data())
     return model, result
 
 
@@ -51,7 +52,7 @@ SCRIPT = textwrap.dedent("""
     from xairepro.train import ClassifierObjective, Engine
 
     model = _model()
-    result = Engine(_cfg(devices=2, strategy="ddp"), sys.argv[1]).fit(model, ClassifierObjective(), _data())
+    result = Engine(_cfg(devices=2, strategy="ddp"), sys.argv[1]).fit(model, ClassifierObjective(), _data(), _data())
     rank = int(torch.distributed.get_rank())
     torch.save({"state": model.state_dict(), "history": result.history}, f"{sys.argv[1]}/rank{rank}.pt")
 """)
@@ -73,13 +74,16 @@ def test_ddp_two_cpu_processes_match_one_process_with_the_whole_batch(tmp_path: 
     for mine, theirs in zip(ranks[0]["history"], ref.history):  # metrics are reduced over both processes
         assert mine["train/loss"] == pytest.approx(theirs["train/loss"], abs=1e-5)
         assert mine["train/accuracy"] == pytest.approx(theirs["train/accuracy"], abs=1e-6)
+        assert mine["val/loss"] == pytest.approx(theirs["val/loss"], abs=1e-5)
+    assert ranks[0]["history"] == ranks[1]["history"]  # every rank holds the same records
     assert (tmp_path / "run" / "last.pt").is_file()
 
 
 @pytest.mark.slow
 def test_ddp_spawn_returns_the_trained_weights_to_the_caller(tmp_path: Path):
     model = _model()
-    result = Engine(_cfg(devices=2, strategy="ddp_spawn"), tmp_path).fit(model, ClassifierObjective(), _data())
+    result = Engine(_cfg(devices=2, strategy="ddp_spawn"), tmp_path).fit(model, ClassifierObjective(), _data(),
+                                                                          _data())
     reference, ref = _single_process_reference()
     assert len(result.history) == 3
     for key, value in reference.state_dict().items():

@@ -315,7 +315,10 @@ class Engine:
                 stack.enter_context(preserved_state(module, eval_mode=True))
             if ema is not None:
                 stack.enter_context(ema.applied())
-            return _evaluate_batches(objective, fmodel, source, fabric.autocast, self.cfg.seed, fabric.device)
+            # under DDP every rank evaluates the whole set; the means are averaged over ranks so that all
+            # ranks hold the same record (BatchNorm statistics may differ slightly) and stop together
+            return _evaluate_batches(objective, fmodel, source, fabric.autocast, self.cfg.seed, fabric.device,
+                                     reduce=fabric.world_size > 1)
 
     def evaluate(self, model: nn.Module, objective: Any, data: Any) -> dict[str, float]:
         """Mean metrics of ``objective`` over ``data`` (eval mode, no gradients, on the model's device).
@@ -338,7 +341,7 @@ class Engine:
 
 
 def _evaluate_batches(objective: Any, model: nn.Module, source: BatchSource, autocast: Any, seed: int,
-                      device: torch.device) -> dict[str, float]:
+                      device: torch.device, reduce: bool = False) -> dict[str, float]:
     sums = _Sums()
     devices = [device.index or 0] if device.type == "cuda" else []
     with torch.no_grad(), torch.random.fork_rng(devices=devices):
@@ -347,7 +350,7 @@ def _evaluate_batches(objective: Any, model: nn.Module, source: BatchSource, aut
             with autocast():
                 _, metrics = _objective_metrics(objective, model, batch, train=False)
             sums.add(metrics, int(batch[0].shape[0]))
-    return sums.means()
+    return sums.means(reduce=reduce)
 
 
 def _average_gradients(params: list[nn.Parameter], world_size: int) -> None:
