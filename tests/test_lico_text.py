@@ -105,11 +105,26 @@ def test_clip_loads_from_local_folder_and_matches_hf(tmp_path: Path) -> None:
     torch.testing.assert_close(ours[torch.arange(2), lengths - 1], ref.text_embeds, atol=1e-5, rtol=1e-5)
 
 
-def test_missing_clip_weights_give_offline_error(tmp_path: Path) -> None:
-    with pytest.raises(OfflineError, match=r"clip_path"):
+def test_missing_clip_weights_give_offline_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+
+    attempts = []
+
+    class Recorder(socket.socket):
+        def connect(self, address):  # type: ignore[override]
+            attempts.append(address)
+            raise OSError("no network in this test")
+
+    monkeypatch.setattr(socket, "socket", Recorder)
+    monkeypatch.setattr(socket, "create_connection", lambda *a, **k: attempts.append(a) or Recorder().connect(a))
+    with pytest.raises(OfflineError, match=r"not a local folder.*clip_path=FOLDER"):
         load_text_encoder("clip", clip_path=str(tmp_path / "nowhere"))
     with pytest.raises(OfflineError, match="never downloads"):
         load_text_encoder("clip", clip_path="openai/clip-vit-base-patch32-not-cached")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(OfflineError, match="empty"):
+        load_text_encoder("clip", clip_path=str(tmp_path / "empty"))
+    assert attempts == []  # local files only: nothing tried the network
     with pytest.raises(UsageError, match="minilm, clip"):
         load_text_encoder("gpt")
 

@@ -144,12 +144,15 @@ def _load_clip(path: str) -> ClipTextEncoder:
         tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
         model = CLIPTextModelWithProjection.from_pretrained(path, local_files_only=True)
     except Exception as exc:  # noqa: BLE001 - any failure means the weights are not usable offline
-        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        if Path(path).is_dir():
+            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        else:
+            reason = "not a local folder, and not in the local Hugging Face cache"
         raise OfflineError(
-            f"CLIP ViT-B/32 text weights not found locally at {path!r} ({reason}); xairepro never downloads "
-            "them: fetch openai/clip-vit-base-patch32 on a machine with network (config.json, "
-            "model.safetensors, tokenizer files) into a folder and set lico.clip_path=FOLDER, or put it in "
-            "the Hugging Face cache (HF_HOME), or use lico.text_encoder=minilm") from None
+            f"CLIP ViT-B/32 text weights not found at {path!r} ({reason}); xairepro never downloads them: "
+            "fetch openai/clip-vit-base-patch32 (config.json, model.safetensors, tokenizer files) on a machine "
+            "with network into a folder and set clip_path=FOLDER (--set method_options.clip_path=FOLDER), or "
+            "put it in the Hugging Face cache (HF_HOME), or use text_encoder=minilm") from None
     cfg = model.config
     return ClipTextEncoder(
         "clip", model, tokenizer, bos_id=tokenizer.bos_token_id, eos_id=tokenizer.eos_token_id,
