@@ -16,7 +16,7 @@ import torch
 
 from xairepro.train import checkpoint_weights, load_checkpoint
 
-EPOCHS = 6
+EPOCHS = 8
 
 SCRIPT = textwrap.dedent(f"""
     import sys
@@ -53,7 +53,6 @@ def _child(script: Path, out: Path) -> subprocess.Popen:
                             stderr=subprocess.PIPE, text=True)
 
 
-@pytest.mark.slow  # three trainings, two of them in fresh processes (~15 s of imports each on a busy machine)
 def test_sigkill_then_resume_gives_bit_identical_weights(tmp_path: Path):
     script = tmp_path / "train_digits.py"
     script.write_text(SCRIPT)
