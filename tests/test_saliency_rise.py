@@ -145,3 +145,42 @@ def test_bad_inputs() -> None:
     bad[0, 0, 0, 0] = float("nan")
     with pytest.raises(UsageError, match="NaN"):
         RISE(model, 10, 4)(bad)
+
+
+class _FailsLater(nn.Module):
+    """Conv net whose forward raises from the ``fail_at``-th call on (model left in train mode)."""
+
+    def __init__(self, fail_at: int) -> None:
+        super().__init__()
+        self.net = _cnn(5)
+        self.calls, self.fail_at = 0, fail_at
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        if self.calls >= self.fail_at:
+            raise RuntimeError("forward failed")
+        return self.net(x)
+
+
+def test_state_restored_after_a_failing_forward() -> None:
+    from xairepro.explain import GroupCAM
+    from xairepro.metrics import InsertionDeletionProtocol, insertion_deletion
+
+    x = torch.rand(2, 3, 8, 8)
+    runs = [
+        lambda m: RISE(m, 20, 4, 0.5, batch_size=4, seed=0)(x),
+        lambda m: GroupCAM(m, "net.2", groups=2, blur_kernel=3, batch_size=1)(x),
+        lambda m: insertion_deletion(m, x, torch.rand(2, 8, 8),
+                                     InsertionDeletionProtocol(pixels_per_step=8, n_steps=None, blur_kernel=3),
+                                     batch_size=4),
+    ]
+    for run in runs:
+        model = _FailsLater(fail_at=3)
+        model.train()
+        for p in model.parameters():
+            p.grad = torch.full_like(p, 7.0)
+        with pytest.raises(RuntimeError, match="forward failed"):
+            run(model)
+        assert all(m.training for m in model.modules())
+        assert all(torch.equal(p.grad, torch.full_like(p, 7.0)) for p in model.parameters())
+        assert all(not m._forward_hooks for m in model.modules())
