@@ -18,7 +18,7 @@ Target = int | torch.Tensor | Sequence[int] | None
 
 
 #: Forwards per batch when none is given: large on accelerators; cache-sized on the CPU, where 32
-#: images of 32 px ran ~1.2-3x faster per image than 256 for WRN-28-2 (docs/benchmarks.md).
+#: images of 32 px ran 1.3-3x faster per image than 256 for WRN-28-2 (docs/benchmarks.md).
 GPU_BATCH_SIZE, CPU_BATCH_SIZE = 256, 32
 
 

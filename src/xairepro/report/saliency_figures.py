@@ -81,10 +81,11 @@ def saliency_grid(images: torch.Tensor, maps: Mapping[str, torch.Tensor], *, row
 
 
 def insertion_deletion_curves(results: Mapping[str, InsertionDeletionResult], *, title: str | None = None,
-                              band: bool = True, path: str | os.PathLike[str] | None = None) -> Figure:
+                              band: bool | None = None, path: str | os.PathLike[str] | None = None) -> Figure:
     """Two panels (insertion, deletion): mean curve over images per method, ± one std band, AUC in the legend.
 
-    The x-axis is the fraction of pixels replaced (``result.fractions``).
+    The x-axis is the fraction of pixels replaced (``result.fractions``).  ``band=None`` draws the std
+    bands only for up to three methods (more would hide each other); probabilities' bands stay in [0, 1].
     """
     from matplotlib.figure import Figure
 
@@ -92,7 +93,10 @@ def insertion_deletion_curves(results: Mapping[str, InsertionDeletionResult], *,
         raise UsageError("no insertion/deletion results to plot")
     fig = Figure(figsize=(9, 3.6))
     axes = fig.subplots(1, 2)
+    if band is None:
+        band = len(results) <= 3
     for name, r in results.items():
+        low_clip, high_clip = (0.0, 1.0) if r.protocol.score == "softmax" else (-np.inf, np.inf)
         x = r.fractions.detach().cpu().numpy()
         for ax, curve, score in ((axes[0], r.insertion_curve, r.insertion), (axes[1], r.deletion_curve, r.deletion)):
             c = curve.detach().float().cpu().numpy()
@@ -100,7 +104,8 @@ def insertion_deletion_curves(results: Mapping[str, InsertionDeletionResult], *,
             (line,) = ax.plot(x, mean, label=f"{name} (AUC {float(score.mean()):.3f})")
             if band and c.shape[0] > 1:
                 std = c.std(axis=0)
-                ax.fill_between(x, mean - std, mean + std, color=line.get_color(), alpha=0.15, linewidth=0)
+                ax.fill_between(x, np.clip(mean - std, low_clip, high_clip), np.clip(mean + std, low_clip, high_clip),
+                                color=line.get_color(), alpha=0.15, linewidth=0)
     protocol: Any = next(iter(results.values())).protocol
     for ax, name in zip(axes, ("Insertion", "Deletion")):
         ax.set_title(f"{name} ({getattr(protocol, 'name', 'custom')} protocol)", fontsize=10)
