@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import math
 import platform
+import statistics
 import time
 from collections.abc import Callable
 
@@ -24,7 +25,7 @@ import torch
 from torch import nn
 
 from xairepro.explain import RISE
-from xairepro.explain._cam_utils import auto_batch_size, gaussian_blur
+from xairepro.explain._cam_utils import auto_batch_size, batched_forward, gaussian_blur
 from xairepro.metrics import InsertionDeletionProtocol, insertion_deletion
 from xairepro.models import build_model
 
@@ -69,18 +70,23 @@ def timed(fn: Callable[[], object], sync: Callable[[], None]) -> tuple[float, ob
 
 
 def plain_inference(model: nn.Module, x: torch.Tensor, batch_size: int, total: int) -> tuple[Callable[[], None], int]:
-    """Forward ``total`` images (rounded up to whole batches of ``batch_size``, tiled from x); -> (run, n)."""
+    """Forward ``total`` images (rounded up to whole batches of ``batch_size``, tiled from x); -> (run, n).
+
+    Uses the library's ``batched_forward`` (the same memory layout as ours), so (b) and (c) measure
+    everything ours does beyond the forwards themselves.
+    """
     batch = x.repeat(math.ceil(batch_size / x.shape[0]), 1, 1, 1)[:batch_size]
     reps = math.ceil(total / batch_size)
 
     def run() -> None:
         with torch.inference_mode():
             for _ in range(reps):
-                model(batch)
+                batched_forward(model, batch)
     return run, reps * batch_size
 
 
 def bench_model(name: str, args: argparse.Namespace, device: torch.device) -> list[dict[str, object]]:
+    """Interleaved repeats (plain, ours, reference, ...); each ratio is the median of per-repeat ratios."""
     torch.manual_seed(0)
     model = build_model(name, num_classes=10).to(device).eval()
     gen = torch.Generator().manual_seed(1)
@@ -92,30 +98,40 @@ def bench_model(name: str, args: argparse.Namespace, device: torch.device) -> li
 
     n_points = proto.replaced_counts(32 * 32).numel()
     image_steps = args.n_images * 2 * n_points
-    run, n_plain = plain_inference(model, x, args.batch_size, image_steps)
-    t_plain, _ = timed(run, sync)
-    t_ours, ours = timed(lambda: insertion_deletion(model, x, sal, proto, batch_size=args.batch_size), sync)
-    plain_rate = n_plain / min(t_plain, timed(run, sync)[0])       # plain timed before and after; the faster
-    t_ref, ref = timed(lambda: reference_insertion_deletion(model, x, sal, proto), sync)
-    diff = max(float((ours.insertion - ref[0]).abs().max()), float((ours.deletion - ref[1]).abs().max()))
-
+    plain_run, n_plain = plain_inference(model, x, args.batch_size, image_steps)
     rise = RISE(model, n_masks=args.rise_masks, cell_size=8, p1=0.1, batch_size=args.batch_size, seed=0)
     rise.masks_for((32, 32), device)                                   # masks drawn once, outside the timing
     xr = x[:args.rise_images]
-    run, n_plain = plain_inference(model, x, args.batch_size, xr.shape[0] * args.rise_masks)
-    t_plain2, _ = timed(run, sync)
-    t_rise, _ = timed(lambda: rise(xr), sync)
-    rise_rate = xr.shape[0] * args.rise_masks / t_rise
-    plain_rate2 = n_plain / min(t_plain2, timed(run, sync)[0])
+    rise_forwards = xr.shape[0] * args.rise_masks
+    plain_rise_run, n_plain_rise = plain_inference(model, x, args.batch_size, rise_forwards)
+
+    t = {k: [] for k in ("plain", "ours", "ref", "plain_rise", "rise")}
+    diff = 0.0
+    for _ in range(args.repeats):
+        t["plain"].append(timed(plain_run, sync)[0] / n_plain)                      # s per image
+        dt, ours = timed(lambda: insertion_deletion(model, x, sal, proto, batch_size=args.batch_size), sync)
+        t["ours"].append(dt / image_steps)                                           # s per image-step
+        dt, ref = timed(lambda: reference_insertion_deletion(model, x, sal, proto), sync)
+        t["ref"].append(dt / image_steps)
+        diff = max(diff, float((ours.insertion - ref[0]).abs().max()), float((ours.deletion - ref[1]).abs().max()))
+        t["plain_rise"].append(timed(plain_rise_run, sync)[0] / n_plain_rise)
+        t["rise"].append(timed(lambda: rise(xr), sync)[0] / rise_forwards)
+    med = statistics.median
+
+    def ratio(num: str, den: str) -> float:
+        return med(a / b for a, b in zip(t[num], t[den]))
+
+    reps = f"median of {args.repeats} interleaved repeats"
     return [
-        {"model": name, "measure": "(a) ins+del: ours vs per-image loop", "ours": f"{t_ours:.2f} s",
-         "reference": f"{t_ref:.2f} s", "ratio": t_ref / t_ours, "note": f"max |score diff| {diff:.1e}"},
+        {"model": name, "measure": "(a) ins+del: ours vs per-image loop", "ours": f"{med(t['ours']) * image_steps:.2f} s",
+         "reference": f"{med(t['ref']) * image_steps:.2f} s", "ratio": ratio("ref", "ours"),
+         "note": f"max |score diff| {diff:.1e}; {reps}"},
         {"model": name, "measure": "(b) ins+del image-steps/s vs plain inference img/s",
-         "ours": f"{image_steps / t_ours:,.0f}/s", "reference": f"{plain_rate:,.0f}/s",
-         "ratio": image_steps / t_ours / plain_rate, "note": f"{image_steps} image-steps ({n_points} points x 2)"},
+         "ours": f"{1 / med(t['ours']):,.0f}/s", "reference": f"{1 / med(t['plain']):,.0f}/s",
+         "ratio": ratio("plain", "ours"), "note": f"{image_steps} image-steps ({n_points} points x 2); {reps}"},
         {"model": name, "measure": "(c) RISE masked forwards/s vs plain inference img/s",
-         "ours": f"{rise_rate:,.0f}/s", "reference": f"{plain_rate2:,.0f}/s", "ratio": rise_rate / plain_rate2,
-         "note": f"{xr.shape[0]} images x {args.rise_masks} masks"},
+         "ours": f"{1 / med(t['rise']):,.0f}/s", "reference": f"{1 / med(t['plain_rise']):,.0f}/s",
+         "ratio": ratio("plain_rise", "rise"), "note": f"{xr.shape[0]} images x {args.rise_masks} masks; {reps}"},
     ]
 
 
@@ -128,6 +144,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--batch-size", type=int, default=0, help="images per forward (0: the library's default "
                     "for the device, 32 on the CPU, 256 on a GPU)")
     ap.add_argument("--models", default="wrn-28-2,small-cnn")
+    ap.add_argument("--repeats", type=int, default=3, help="interleaved repeats; ratios are medians")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = ap.parse_args(argv)
     device = torch.device(args.device)

@@ -27,6 +27,18 @@ def auto_batch_size(device: torch.device | str) -> int:
     return CPU_BATCH_SIZE if torch.device(device).type == "cpu" else GPU_BATCH_SIZE
 
 
+def batched_forward(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """``model(images)`` for a batch of many perturbed images, in the fastest memory layout.
+
+    On the CPU, 4-D inputs go in channels-last (NHWC): oneDNN's convolutions run about 10-30% faster
+    per image than on NCHW at batch 32 (docs/benchmarks.md). The tensor's values and logical shape are
+    the same; only float rounding in the convolutions can differ (~1e-6).
+    """
+    if images.device.type == "cpu" and images.ndim == 4:
+        images = images.contiguous(memory_format=torch.channels_last)
+    return model(images)
+
+
 def check_images(x: torch.Tensor, name: str = "images") -> None:
     """Raise a one-line ``UsageError`` unless ``x`` is a non-empty finite float tensor (B, C, H, W)."""
     if not isinstance(x, torch.Tensor):

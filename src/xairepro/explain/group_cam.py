@@ -22,7 +22,8 @@ from torch import nn
 
 from xairepro.errors import UsageError
 from xairepro.explain._cam_utils import (
-    Target, activations_and_gradients, auto_batch_size, check_images, gaussian_blur, normalize_maps, resolve_layer,
+    Target, activations_and_gradients, auto_batch_size, batched_forward, check_images, gaussian_blur, normalize_maps,
+    resolve_layer,
 )
 from xairepro.utils import preserved_state
 
@@ -104,7 +105,7 @@ class GroupCAM:
         return normalize_maps(saliency.float())
 
     def _probs(self, images: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
-        logits = self.model(images)
+        logits = batched_forward(self.model, images)
         logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
         return torch.softmax(logits, dim=1).gather(1, classes[:, None].to(logits.device))[:, 0]
 

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from xairepro.errors import UsageError
-from xairepro.explain._cam_utils import Target, check_images, normalize_maps, resolve_targets
+from xairepro.explain._cam_utils import Target, batched_forward, check_images, normalize_maps, resolve_targets
 from xairepro.utils import make_generator, preserved_state, progress
 
 __all__ = ["RISE", "generate_rise_masks", "N_MASKS", "CELL_SIZE", "P1", "BATCH_SIZE"]
@@ -130,17 +130,32 @@ class RISE:
             t = resolve_targets(target, logits, b, x.device)
             dtype = torch.promote_types(xs.dtype, torch.float32)
             flat_masks = flat_masks.to(dtype)
+            image_masks = masks[:, None].to(xs.dtype)                         # (N, 1, H, W)
             sal = torch.zeros(b, h * w, device=x.device, dtype=dtype)
-            starts = range(0, b * n, self.batch_size)
+            total = b * n
+            layout = torch.channels_last if x.device.type == "cpu" else torch.contiguous_format
+            staging = torch.empty((min(self.batch_size, total), *xs.shape[1:]), device=x.device, dtype=xs.dtype,
+                                  memory_format=layout)
+            starts = range(0, total, self.batch_size)
             for start in progress(starts, enabled=self.show_progress, desc="RISE", total=len(starts)):
-                idx = torch.arange(start, min(start + self.batch_size, b * n), device=x.device)
-                img, msk = idx // n, idx % n
-                out = self.model(xs[img] * masks[msk][:, None].to(xs.dtype))
-                out = out.to(dtype)
+                stop = min(start + self.batch_size, total)
+                # jobs are (image, mask) image-major: a chunk holds runs of consecutive masks of one image,
+                # each built with one broadcast multiply (no gathers of images or masks)
+                runs = []
+                pos = start
+                while pos < stop:
+                    image, m0 = divmod(pos, n)
+                    count = min(stop - pos, n - m0)
+                    torch.mul(xs[image], image_masks[m0:m0 + count],
+                              out=staging[pos - start:pos - start + count])
+                    runs.append((image, m0, pos - start, count))
+                    pos += count
+                out = batched_forward(self.model, staging[:stop - start]).to(dtype)
                 if self.score == "softmax":
                     out = torch.softmax(out, dim=1)
-                p = out.gather(1, t[img][:, None])[:, 0]
-                sal.index_add_(0, img, p[:, None] * flat_masks[msk])
+                for image, m0, offset, count in runs:                  # S_i += sum_n p_c(x_i * M_n) M_n
+                    p = out[offset:offset + count, t[image]]
+                    sal[image].addmv_(flat_masks[m0:m0 + count].T, p)
             sal = (sal / (n * self.p1)).view(b, h, w)
         sal = sal.clone()
         return normalize_maps(sal) if self.normalize else sal

@@ -27,7 +27,8 @@ from torch import nn
 
 from xairepro.config import config_hash
 from xairepro.errors import UsageError
-from xairepro.explain._cam_utils import auto_batch_size, check_images, check_maps, gaussian_blur, resolve_targets
+from xairepro.explain._cam_utils import (auto_batch_size, batched_forward, check_images, check_maps, gaussian_blur,
+                                         resolve_targets)
 from xairepro.utils import preserved_state, progress
 
 __all__ = ["InsertionDeletionProtocol", "InsertionDeletionResult", "insertion_deletion", "pixel_ranks"]
@@ -202,42 +203,62 @@ def insertion_deletion(model: nn.Module, x: torch.Tensor, saliency: torch.Tensor
     counts = protocol.replaced_counts(hw).to(device)
     n_points = counts.numel()
     xs = x.detach()
-    ranks = pixel_ranks(saliency.to(device)).view(b, 1, h, w)
+    rank_dtype = torch.int32 if hw < 2**31 else torch.int64
+    ranks = pixel_ranks(saliency.to(device)).to(rank_dtype).view(b, 1, h, w)
     with preserved_state(model), torch.inference_mode():
         blurred = None
         if "blur" in (protocol.insertion_start, protocol.deletion_end):
             blurred = gaussian_blur(xs, protocol.blur_kernel, protocol.blur_sigma)
         ins_start = blurred if protocol.insertion_start == "blur" else torch.zeros_like(xs)
         del_end = blurred if protocol.deletion_end == "blur" else torch.zeros_like(xs)
-        starts = torch.cat([xs, ins_start])       # row = curve * B + image; curve 0 = deletion, 1 = insertion
-        finishes = torch.cat([del_end, xs])
+        layout = torch.channels_last if device.type == "cpu" else torch.contiguous_format  # see batched_forward
+        starts = torch.cat([xs, ins_start]).contiguous(memory_format=layout)   # row = curve * B + image
+        finishes = torch.cat([del_end, xs]).contiguous(memory_format=layout)   # curve 0 = deletion, 1 = insertion
 
-        logits0 = torch.cat([model(xs[i:i + batch_size]) for i in range(0, b, batch_size)])
+        logits0 = torch.cat([batched_forward(model, xs[i:i + batch_size]) for i in range(0, b, batch_size)])
         targets = labels if protocol.target == "label" else resolve_targets(None, logits0, b, device)
         resolve_targets(targets, logits0, b, device)  # range check against the model's classes
         score0 = _scores(logits0, targets, protocol.score)
 
-        # jobs: (image, curve, k) for every point that is not the unmodified image
+        # jobs: for every image, the deletion steps k > 0, then the insertion steps (all but the unmodified
+        # image, scored above).  A chunk of ``batch_size`` jobs is built in a reused buffer, one broadcast
+        # ``where`` per (image, curve) run of consecutive steps: no per-row gathers of whole images.
         k_all = torch.arange(n_points, device=device)
         del_k = k_all[k_all > 0]
         ins_k = k_all[counts < hw] if protocol.include_final else k_all
-        job_curve = torch.cat([torch.zeros_like(del_k), torch.ones_like(ins_k)])
+        runs = ((0, del_k, counts[del_k].to(rank_dtype).view(-1, 1, 1, 1)),
+                (1, ins_k, counts[ins_k].to(rank_dtype).view(-1, 1, 1, 1)))
+        n_jobs = del_k.numel() + ins_k.numel()
+        total = b * n_jobs
         job_k = torch.cat([del_k, ins_k])
-        n_jobs = job_k.numel()
+        job_curve = torch.cat([torch.zeros_like(del_k), torch.ones_like(ins_k)])
+        img_of = torch.arange(b, device=device).repeat_interleave(n_jobs)
+        slot_of = (job_curve.repeat(b) * b + img_of) * n_points + job_k.repeat(b)  # flat index into curves
+        target_of = targets[img_of]
+
         curves = torch.empty(2, b, n_points, device=device, dtype=torch.float32)
         curves[0, :, 0] = score0
         if protocol.include_final:
             curves[1, :, n_points - 1] = score0
-        total = b * n_jobs
+        flat_curves = curves.view(-1)
+        staging = torch.empty((min(batch_size, total), c, h, w), device=device, dtype=xs.dtype,
+                              memory_format=layout)
         chunks = range(0, total, batch_size)
         for start in progress(chunks, enabled=show_progress, total=len(chunks), desc="insertion/deletion"):
-            idx = torch.arange(start, min(start + batch_size, total), device=device)
-            img, job = idx // n_jobs, idx % n_jobs
-            curve, k = job_curve[job], job_k[job]
-            row = curve * b + img
-            replace = ranks[img] < counts[k].view(-1, 1, 1, 1)
-            inputs = torch.where(replace, finishes[row], starts[row])
-            curves[curve, img, k] = _scores(model(inputs), targets[img], protocol.score)
+            stop = min(start + batch_size, total)
+            pos = start
+            while pos < stop:                       # fill the chunk run by run
+                image, j = divmod(pos, n_jobs)
+                curve, ks, thresholds = runs[0] if j < del_k.numel() else runs[1]
+                j0 = j if curve == 0 else j - del_k.numel()
+                n = min(stop - pos, ks.numel() - j0)
+                row = curve * b + image
+                torch.where(ranks[image] < thresholds[j0:j0 + n], finishes[row], starts[row],
+                            out=staging[pos - start:pos - start + n])
+                pos += n
+            inputs = staging[:stop - start]
+            flat_curves[slot_of[start:stop]] = _scores(batched_forward(model, inputs), target_of[start:stop],
+                                                       protocol.score)
     curves, targets = curves.clone(), targets.clone()   # ordinary tensors, usable outside inference mode
     fractions = counts.to(torch.float32) / hw
     deletion = auc(curves[0], fractions, protocol.auc_x)
