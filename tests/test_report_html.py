@@ -17,7 +17,7 @@ from xairepro.experiments import (
     Cell, Claim, Context, Experiment, Figure, MetricSpec, Record, Reference, Results, TableSpec, Verdict,
     register_experiment, unregister_experiment,
 )
-from xairepro.report import load_report_data, md_escape, render_report
+from xairepro.report import load_report_data, md_code, md_escape, render_report
 from xairepro.report.data import fmt, fmt_diff, fmt_pm
 from xairepro.runner import reproduce
 
@@ -37,7 +37,7 @@ def _evil_claim(results: Results) -> Verdict:
 class EvilExperiment(Experiment):
     """Every string a report shows comes from here and holds markup."""
 
-    name = "evil"
+    name = "evil_case"  # '_' must survive the Markdown code span it appears in
     title = f"Title {EVIL}"
     reproduces = f"Table {EVIL}"
     config_class = EvilConfig
@@ -108,11 +108,11 @@ def _tags(page: str) -> list[tuple[str, dict[str, str | None]]]:
 def evil() -> EvilExperiment:
     exp = register_experiment(EvilExperiment, replace=True)
     yield exp
-    unregister_experiment("evil")
+    unregister_experiment("evil_case")
 
 
 def test_html_escapes_every_string_from_configs_and_data(evil: EvilExperiment, tmp_path: Path) -> None:
-    reproduce(["evil"], out_dir=tmp_path, show_progress=False)
+    reproduce(["evil_case"], out_dir=tmp_path, show_progress=False)
     md_path, html_path = render_report(tmp_path)
     page = html_path.read_text()
     assert "<script" not in page.lower() and "<img src=x" not in page
@@ -130,14 +130,47 @@ def test_html_escapes_every_string_from_configs_and_data(evil: EvilExperiment, t
                  f"source {EVIL}", f"protocol: {EVIL}", EVIL + " = 1"):
         assert text in shown, text
     md = md_path.read_text()
-    assert "<script" not in md and "<img" not in md
     assert md_escape(f"claim {EVIL}") in md
+    assert "&lt;" not in md and "&gt;" not in md  # Markdown escapes, not HTML entities
+    # rendered by a CommonMark + GFM-tables parser, every string shows as written and no markup survives
+    rendered = _parse(_markdown_to_html(md))
+    assert not any(t == "script" for t, _ in rendered.tags)
+    assert not any(k.startswith("on") for _, attrs in rendered.tags for k in attrs)
+    assert [a["src"] for t, a in rendered.tags if t == "img"] == ["figures/evil_case/tiny.png"]
+    shown = "".join(rendered.text)
+    for text in (f"Title {EVIL}", f"Table {EVIL}", f"claim {EVIL}", f"because {EVIL}", f"caption {EVIL}",
+                 f"data {EVIL}", f"label {EVIL}", f"table {EVIL}", f"ref {EVIL}", f"note {EVIL}",
+                 f"protocol: {EVIL}", "Experiment evil_case"):
+        assert text in shown, text
 
 
-def test_markdown_escape_neutralises_markup() -> None:
-    s = md_escape("a|b <i>x</i> *y* [l](u) `c` ~~d~~\nnext")
-    assert "|" not in s.replace("\\|", "") and "<" not in s and "\n" not in s
-    assert s.startswith("a\\|b &lt;i&gt;x&lt;/i&gt; \\*y\\* \\[l\\](u) \\`c\\` \\~\\~d\\~\\~ next")
+def _markdown_to_html(text: str) -> str:
+    from markdown_it import MarkdownIt  # a dependency of rich: an independent CommonMark parser
+
+    return MarkdownIt("commonmark").enable(["table", "strikethrough"]).render(text)
+
+
+@pytest.mark.parametrize("text", [
+    "a|b <i>x</i> *y* [l](u) `c` ~~d~~", "training loss 0.5 -> 0.1 & done", "> quoted", "&amp; &#60; &x",
+    "back\\slash\\", "x86_64 __init__ **bold**", "<http://example.com> <!-- c -->", "![i](u) | 1 | 2",
+])
+def test_markdown_escape_shows_the_text_as_written(text: str) -> None:
+    s = md_escape(text)
+    assert "&lt;" not in s and "&gt;" not in s and "&amp;" not in s.replace("\\&amp;", "")
+    assert md_escape("loss 0.5 -> 0.1") == "loss 0.5 -> 0.1"
+    para = _parse(_markdown_to_html(s))
+    assert not para.tags[1:] and "".join(para.text).strip() == text  # one <p>, nothing else
+    cell = _parse(_markdown_to_html(f"| h |\n|---|\n| {s} |\n"))
+    assert [t for t, _ in cell.tags] == ["table", "thead", "tr", "th", "tbody", "tr", "td"]
+    assert "".join(cell.text).replace("\n", "") == "h" + text.strip()
+    assert md_escape("two\nlines") == "two lines"
+
+
+@pytest.mark.parametrize("text", ["evil_case", "a`b", "``x``", "`", " lead", "trail ", "<b>&amp;\\_"])
+def test_markdown_code_span_shows_the_text_verbatim(text: str) -> None:
+    para = _parse(_markdown_to_html(f"see {md_code(text)} here"))
+    assert [t for t, _ in para.tags] == ["p", "code"]
+    assert "".join(para.text).strip() == f"see {text} here".strip()
 
 
 def test_page_is_self_contained_and_shows_ours_beside_published(toy: ToyExperiment, tmp_path: Path) -> None:

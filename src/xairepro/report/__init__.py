@@ -19,6 +19,7 @@ _EXPORTS = {
     "find_chromium": "xairepro.report.browser",
     "ReportData": "xairepro.report.data",
     "load_report_data": "xairepro.report.data",
+    "md_code": "xairepro.report.render",
     "md_escape": "xairepro.report.render",
     "render_html": "xairepro.report.render",
     "render_markdown": "xairepro.report.render",

@@ -19,19 +19,39 @@ import jinja2
 from xairepro.report.data import ReportData, fmt, load_report_data
 from xairepro.utils import atomic_write_text
 
-__all__ = ["render_report", "render_html", "render_markdown", "md_escape"]
+__all__ = ["render_report", "render_html", "render_markdown", "md_escape", "md_code"]
 
 _MIME = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".svg": "image/svg+xml",
          ".gif": "image/gif", ".webp": "image/webp"}
-_MD_SPECIAL = re.compile(r"([\\`*_\[\]|<>~])")
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]|~<])")
+_MD_ENTITY = re.compile(r"&(?=#?[A-Za-z0-9]+;)")  # "&amp;", "&#60;": an entity reference would be decoded
+_MD_BACKTICKS = re.compile(r"`+")
 
 
 def md_escape(text: Any) -> str:
-    """Text safe inside Markdown (and its table cells): specials backslash-escaped, HTML entities, one line."""
-    s = str(text).replace("&", "&amp;")
+    """Text safe inside Markdown and its table cells, shown as written: one line, backslash escapes only.
+
+    ``\\ ` * _ [ ] | ~ <`` are backslash-escaped (``<`` so no HTML tag or autolink can start), ``&`` only
+    where it would begin an entity reference, ``>`` only at the start (a block quote); no HTML entities,
+    so ``a -> b`` stays ``a -> b`` in the file.
+    """
+    s = " ".join(str(text).splitlines())
     s = _MD_SPECIAL.sub(r"\\\1", s)
-    s = s.replace("\\<", "&lt;").replace("\\>", "&gt;")
-    return " ".join(s.splitlines())
+    s = _MD_ENTITY.sub(r"\\&", s)
+    return "\\" + s if s.startswith(">") else s
+
+
+def md_code(text: Any) -> str:
+    """``text`` as a Markdown code span shown verbatim (backslash escapes do not apply inside one).
+
+    The fence is one backtick longer than any run of backticks in the text; a space pads each side when
+    the text starts or ends with a backtick or a space.  Not for table cells (a ``|`` would split them).
+    """
+    s = " ".join(str(text).splitlines())
+    fence = "`" * (max((len(m) for m in _MD_BACKTICKS.findall(s)), default=0) + 1)
+    if not s or s[0] in "` " or s[-1] in "` ":
+        s = f" {s} "
+    return f"{fence}{s}{fence}"
 
 
 def _environment() -> jinja2.Environment:
@@ -82,18 +102,18 @@ def render_html(data: ReportData) -> str:
 
 def render_markdown(data: ReportData) -> str:
     """The same content as the HTML page, as Markdown (figures linked by relative path)."""
-    e = md_escape
+    e, code = md_escape, md_code
     ctx = _context(data)
     run = ctx["run"]
     lines = ["# xairepro reproduction report", "",
-             f"Preset `{e(data.preset)}` · executor `{e(run['executor'])}` · finished {e(run['finished'])}", ""]
+             f"Preset {code(data.preset)} · executor {code(run['executor'])} · finished {e(run['finished'])}", ""]
     lines += ["## Claims at a glance", "", "| Study | Claim | Verdict | Numbers that decided |", "|---|---|---|---|"]
     for s in data.sections:
         for c in s.claims:
             lines.append(f"| {e(s.title)} | {e(c['text'])} | **{e(c['status'])}** | {e(c['reason'])} |")
     for s in data.sections:
         lines += ["", f"## {e(s.title)}", "",
-                  f"Experiment `{e(s.name)}`" + (f" · reproduces {e(s.reproduces)}" if s.reproduces else "")
+                  f"Experiment {code(s.name)}" + (f" · reproduces {e(s.reproduces)}" if s.reproduces else "")
                   + " · cells: " + ", ".join(f"{v} {e(k)}" for k, v in s.cells.items())]
         for t in s.tables:
             lines += ["", f"### {e(t.title)}" + (f" ({e(t.source)})" if t.source else ""), ""]
@@ -123,14 +143,15 @@ def render_markdown(data: ReportData) -> str:
                     lines.append(f"- figure not available: {e(f.get('error'))}")
         if s.failures:
             lines += ["", "### Failed cells", ""]
-            lines += [f"- `{e(f['label'])}`: {e(f['error'])}" for f in s.failures]
+            lines += [f"- {code(f['label'])}: {e(f['error'])}" for f in s.failures]
     lines += ["", "## Provenance", "", f"- Device: {e(ctx['device'])}",
               "- Packages: " + ", ".join(f"{e(k)} {e(v or '—')}" for k, v in ctx["packages"].items())]
     for name, x in ctx["experiments"].items():
         sets = ", ".join(f"{e(d)} ({'bundled stand-in' if i.get('bundled') is True else 'real files' if i.get('bundled') is False else 'unknown'})"
                          for d, i in x["datasets"].items())
-        lines.append(f"- {e(name)}: config hash `{e(x['config_hash'])}`; seeds "
-                     f"{', '.join(str(s) for s in x['seeds'])}; data sets: {sets}")
+        lines.append(f"- {e(name)}: config hash {code(x['config_hash'])}; seeds "
+                     f"{', '.join(str(s) for s in x['seeds'])}; data sets: {sets}"
+                     + "".join(f"; {e(k)}: {e(v)}" for k, v in x["details"].items()))
     lines += ["", "Full details in `provenance.json`; tidy results in `results.csv`.", ""]
     return "\n".join(lines)
 
