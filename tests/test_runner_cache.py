@@ -164,23 +164,33 @@ def test_kill_9_then_rerun_gives_exactly_the_uninterrupted_results(toy: ToyExper
     proc = subprocess.Popen([sys.executable, "-c", script, *args, "--out", str(killed)], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     cell_dir = killed / "cells" / "toy"
+
+    def finished() -> set[str]:
+        return {p.stem for p in cell_dir.glob("*.json") if not p.name.endswith(".failed.json")}
+
+    def started() -> set[str]:  # run_cell writes calls.txt first, then sleeps 0.3 s
+        return {p.parent.name for p in cell_dir.glob("*/calls.txt")}
+
+    # kill while the 4th cell (or a later one) is inside run_cell: 3+ cells done, one started, not finished
     deadline = time.monotonic() + 120
-    while len(list(cell_dir.glob("*.json"))) < 3 and time.monotonic() < deadline and proc.poll() is None:
-        time.sleep(0.05)
+    while not (len(finished()) >= 3 and started() - finished()) and time.monotonic() < deadline \
+            and proc.poll() is None:
+        time.sleep(0.02)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert proc.returncode == -signal.SIGKILL
-    done_before = len([p for p in cell_dir.glob("*.json") if not p.name.endswith(".failed.json")])
-    assert 3 <= done_before < 8, "the kill must land in the middle of the run"
+    done_before, interrupted = finished(), started() - finished()
+    assert 3 <= len(done_before) < 8, "the kill must land in the middle of the run"
+    assert len(interrupted) == 1, "the kill must land in the middle of a cell"
     assert not (killed / "results.csv").exists()
     # rerun (in-process, same command): finishes the remaining cells only
     from xairepro.cli import main
 
     assert main([*args, "--out", str(killed)]) == 0
-    assert f"{done_before} cached" in capsys.readouterr().out
+    assert f"{len(done_before)} cached" in capsys.readouterr().out
     calls = _calls(killed)
-    assert len(calls) == 8 and max(calls.values()) <= 2  # at most the cell the kill interrupted re-ran
-    assert sum(calls.values()) <= 9
+    assert len(calls) == 8  # the interrupted cell ran again, every other cell exactly once
+    assert {k for k, n in calls.items() if n == 2} == interrupted and set(calls.values()) == {1, 2}
     assert not list(killed.rglob(".*.tmp"))
     # the uninterrupted run, in-process
     clean = tmp_path / "clean"
@@ -220,3 +230,41 @@ def test_malformed_records_fail_the_cell_with_a_clear_error(toy: ToyExperiment, 
         "toy/a/times/seed=0": "ValueError: record 'score' names experiment 'toy' seed 7, but the cell is "
                               "toy/a/times/seed=0",
     }
+
+
+def test_execute_cell_seeds_every_global_generator_and_restores_the_thread_count(tmp_path: Path) -> None:
+    import random
+
+    import numpy as np
+    import torch
+
+    from xairepro.experiments import Cell, Context, Experiment, Record
+    from xairepro.runner import Job, execute_cell
+
+    class GlobalDraws(Experiment):
+        name = "draws"
+
+        def run_cell(self, cell: Cell, ctx: Context) -> list[Record]:
+            if cell.variant == "boom":
+                torch.set_num_threads(1)
+                raise RuntimeError("boom")
+            return [cell.record("random", random.random()), cell.record("numpy", float(np.random.rand())),
+                    cell.record("torch", float(torch.rand(()))), cell.record("threads", torch.get_num_threads())]
+
+    def run(variant: str, state: int) -> list[float]:
+        random.seed(state), np.random.seed(state), torch.manual_seed(state)  # whatever ran before
+        job = Job(GlobalDraws(), Cell("draws", "d", variant, 7, num_cpus=3), tmp_path / variant, None,
+                  tmp_path / "models")
+        outcome = execute_cell(job)
+        return [r["value"] for r in outcome.records] if outcome.ok else [outcome.error]
+
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        random.seed(7), np.random.seed(7), torch.manual_seed(7)  # the oracle: the cell's seed everywhere
+        expected = [random.random(), float(np.random.rand()), float(torch.rand(())), 3.0]
+        assert run("v", 1) == run("v", 12345) == expected
+        assert torch.get_num_threads() == 2
+        assert run("boom", 1) == ["RuntimeError: boom"] and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(threads)
