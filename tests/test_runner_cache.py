@@ -268,3 +268,19 @@ def test_execute_cell_seeds_every_global_generator_and_restores_the_thread_count
         assert run("boom", 1) == ["RuntimeError: boom"] and torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(threads)
+
+
+def test_claims_on_partial_results_are_inconclusive(toy: ToyExperiment, tmp_path: Path) -> None:
+    toy.failing = {"boom"}  # plus and times all finish: the check alone would decide the claim
+    summary = reproduce(["toy"], out_dir=tmp_path / "partial", overrides=["variants=[plus,times,boom]"],
+                        show_progress=False)
+    assert (summary.computed, summary.failed) == (8, 4)
+    complete = reproduce(["toy"], out_dir=tmp_path / "complete", show_progress=False)
+    assert complete.ok
+    (decided,) = json.loads((tmp_path / "complete" / "claims.json").read_text())["toy"]
+    (partial,) = json.loads((tmp_path / "partial" / "claims.json").read_text())["toy"]
+    assert decided["status"] in ("holds", "fails")
+    assert partial["status"] == "inconclusive"
+    assert partial["reason"] == (f"4 of 12 cells failed; on the finished cells the claim {decided['status']}: "
+                                 f"{decided['reason']}")
+    assert partial["numbers"] == decided["numbers"]

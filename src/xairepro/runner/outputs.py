@@ -78,8 +78,13 @@ def _row(exp: str, dataset: str, variant: str, metric: str, n: int, mean: float,
             "note": "" if ref is None else ref.note}
 
 
-def evaluate_claims(experiment: Experiment, cfg: Any, results: Results) -> list[dict[str, Any]]:
-    """Run each claim's check; a check that raises or returns no Verdict is ``inconclusive``."""
+def evaluate_claims(experiment: Experiment, cfg: Any, results: Results, *, failed_cells: int = 0,
+                    total_cells: int = 0) -> list[dict[str, Any]]:
+    """Run each claim's check; a check that raises or returns no Verdict is ``inconclusive``.
+
+    With ``failed_cells`` > 0 the results are partial: a claim is then ``inconclusive`` whatever its check
+    says on the finished cells (the reason gives that verdict and the count of failed cells).
+    """
     out = []
     for claim in experiment.claims(cfg):
         try:
@@ -89,6 +94,9 @@ def evaluate_claims(experiment: Experiment, cfg: Any, results: Results) -> list[
         except Exception as exc:  # noqa: BLE001 - one broken check must not hide the others
             line = (str(exc).strip().splitlines() or [""])[0]
             verdict = Verdict("inconclusive", f"the check could not run: {type(exc).__name__}: {line}")
+        if failed_cells and verdict.status != "inconclusive":
+            verdict = Verdict("inconclusive", f"{failed_cells} of {total_cells} cells failed; on the finished "
+                                              f"cells the claim {verdict.status}: {verdict.reason}", verdict.numbers)
         out.append({"id": claim.id, "text": claim.text, "source": claim.source, "status": verdict.status,
                     "reason": verdict.reason,
                     "numbers": {str(k): float(v) for k, v in dict(verdict.numbers).items()}})

@@ -201,7 +201,9 @@ def reproduce(
     previous = _read_list(out / "figures.json")
     for exp in experiments:
         results = Results(frame[frame["experiment"] == exp.name].reset_index(drop=True))
-        claims[exp.name] = evaluate_claims(exp, configs[exp.name], results)
+        failed = sum(1 for c in cells[exp.name] if c.key not in outcomes or not outcomes[c.key].ok)
+        claims[exp.name] = evaluate_claims(exp, configs[exp.name], results, failed_cells=failed,
+                                           total_cells=len(cells[exp.name]))
         if len(results):
             figures.extend(make_figures(exp, configs[exp.name], results, out, previous))
     write_json(out / "claims.json", claims)
