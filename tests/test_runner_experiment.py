@@ -45,6 +45,8 @@ class ToyConfig:
     offset_a: float = 0.0
     offset_b: float = 0.0
     delay: float = 0.0
+    cpus: int = 1           # resources of every cell (not part of the cache key)
+    gpus: float = 0.0
 
     def validate(self) -> None:
         if self.delay < 0:
@@ -77,7 +79,8 @@ class ToyExperiment(Experiment):
         self.failing: set[str] = set()
 
     def cells(self, cfg: ToyConfig) -> list[Cell]:
-        return [self.cell(d, v, s, {"offset": getattr(cfg, f"offset_{d}", 0.0), "delay": cfg.delay})
+        return [self.cell(d, v, s, {"offset": getattr(cfg, f"offset_{d}", 0.0), "delay": cfg.delay},
+                          num_cpus=cfg.cpus, num_gpus=cfg.gpus)
                 for d in cfg.datasets for v in cfg.variants for s in cfg.seeds]
 
     def run_cell(self, cell: Cell, ctx: Context) -> list[Record]:

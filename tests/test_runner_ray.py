@@ -13,7 +13,9 @@ import pytest
 
 from test_runner_experiment import ToyExperiment, toy  # noqa: F401 - `toy` is a fixture
 from xairepro.errors import UsageError
+from xairepro.experiments import Cell
 from xairepro.runner import LocalExecutor, RayExecutor, make_executor, reproduce
+from xairepro.runner.executors import reservation
 
 pytestmark = pytest.mark.ray
 
@@ -21,7 +23,9 @@ pytestmark = pytest.mark.ray
 def test_ray_executor_gives_the_local_results_byte_for_byte(toy: ToyExperiment, tmp_path: Path) -> None:
     import ray
 
-    overrides = ["variants=[plus,times,boom]", "offset_b=0.5"]
+    # cells ask for 3 CPUs and a GPU: the local Ray (2 CPUs, no GPU here) caps the reservation instead of
+    # waiting forever, and the cells run on the CPU as they do in-process
+    overrides = ["variants=[plus,times,boom]", "offset_b=0.5", "cpus=3", "gpus=1"]
     toy.failing = {"boom"}  # a failing cell kind: reported with its error, the others finish
     local = reproduce(["toy"], out_dir=tmp_path / "local", overrides=overrides, show_progress=False)
     distributed = reproduce(["toy"], out_dir=tmp_path / "ray", executor="ray", overrides=overrides,
@@ -36,6 +40,14 @@ def test_ray_executor_gives_the_local_results_byte_for_byte(toy: ToyExperiment, 
     prov = json.loads((tmp_path / "ray" / "provenance.json").read_text())
     assert prov["run"]["executor"] == "ray"
     assert sorted(c["status"] for c in prov["cells"]) == ["computed"] * 8 + ["failed"] * 4
+
+
+def test_reservation_is_capped_by_a_local_ray_only() -> None:
+    cell = Cell("toy", "a", "plus", 0, num_cpus=4, num_gpus=1.0)
+    assert reservation(cell, None) == (4.0, 1.0)  # a joined cluster: the request as is
+    assert reservation(cell, {"CPU": 2.0}) == (2.0, 0.0)
+    assert reservation(cell, {"CPU": 16.0, "GPU": 8.0}) == (4.0, 1.0)
+    assert reservation(Cell("toy", "a", "plus", 0, num_cpus=1, num_gpus=0.5), {"CPU": 2.0, "GPU": 1.0}) == (1.0, 0.5)
 
 
 def test_make_executor_validates_its_arguments() -> None:

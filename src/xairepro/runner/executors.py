@@ -23,7 +23,8 @@ from xairepro.experiments.base import Cell, Context, Experiment, Record
 from xairepro.runner.model_cache import ModelCache
 from xairepro.runner.store import CellOutcome
 
-__all__ = ["Job", "Executor", "LocalExecutor", "RayExecutor", "execute_cell", "make_executor", "EXECUTORS"]
+__all__ = ["Job", "Executor", "LocalExecutor", "RayExecutor", "execute_cell", "make_executor", "reservation",
+           "EXECUTORS"]
 
 EXECUTORS = ("local", "ray")
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -131,12 +132,26 @@ def _ship_by_value(experiments: Sequence[Experiment]) -> None:
             cloudpickle.register_pickle_by_value(module)
 
 
+def reservation(cell: Cell, capacity: dict[str, float] | None = None) -> tuple[float, float]:
+    """The (CPUs, GPUs) a Ray task reserves for ``cell``: its own request, capped by ``capacity``.
+
+    A local Ray is capped to what it has, so a cell never waits forever for resources that cannot appear
+    (a GPU cell on a CPU-only machine runs on the CPU there, as it does in-process: ``execute_cell``
+    picks ``cuda`` only when torch sees one).  ``capacity=None`` (a joined cluster): the request as is.
+    """
+    cpus, gpus = float(cell.num_cpus), float(cell.num_gpus)
+    if capacity is None:
+        return cpus, gpus
+    return min(cpus, float(capacity.get("CPU", 0.0))), min(gpus, float(capacity.get("GPU", 0.0)))
+
+
 class RayExecutor:
     """One Ray task per cell, reserving the cell's ``num_cpus``/``num_gpus``.
 
     Without ``address`` a local Ray is started (``num_cpus`` CPUs, no dashboard) and shut down after the
-    run; with an address (``auto`` or ``host:port``) the cluster is joined.  Workers must see the output
-    folder at the same path (a shared file system on a multi-node cluster).
+    run; a cell asking for more than it has reserves all of it (:func:`reservation`).  With an address
+    (``auto`` or ``host:port``) the cluster is joined and cells reserve what they ask for.  Workers must
+    see the output folder at the same path (a shared file system on a multi-node cluster).
     """
 
     name = "ray"
@@ -173,9 +188,10 @@ class RayExecutor:
         pending: dict[Any, Job] = {}
         try:
             remote = ray.remote(execute_cell)
+            capacity = ray.cluster_resources() if started_here and not self.address else None
             for job in jobs:
-                ref = remote.options(num_cpus=job.cell.num_cpus, num_gpus=job.cell.num_gpus,
-                                     max_retries=0).remote(job)
+                cpus, gpus = reservation(job.cell, capacity)
+                ref = remote.options(num_cpus=cpus, num_gpus=gpus, max_retries=0).remote(job)
                 pending[ref] = job
             while pending:
                 done, _ = ray.wait(list(pending), num_returns=1)
