@@ -11,6 +11,7 @@ import pytest
 
 from test_runner_experiment import ToyExperiment, toy  # noqa: F401 - `toy` is a fixture
 from xairepro.cli import main
+from xairepro.errors import UsageError
 from xairepro.experiments import register_experiment, unregister_experiment
 
 
@@ -142,3 +143,37 @@ def test_report_command_rerenders_and_rejects_a_folder_without_a_run(toy: ToyExp
     (out / "index.html").unlink()
     rc, stdout, _ = _run(["report", str(out)], capsys)
     assert rc == 0 and (out / "index.html").is_file() and "index.html" in stdout
+
+
+@pytest.mark.parametrize("how", ["no permission", "listing fails"])
+def test_unreadable_data_dir_exits_2_and_writes_nothing(toy: ToyExperiment, tmp_path: Path, how: str,
+                                                       monkeypatch: pytest.MonkeyPatch,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    import os
+
+    data = tmp_path / "data"
+    data.mkdir()
+    data.chmod(0)  # enough for a normal user; root reads it anyway, hence the patches below
+    real_access, real_iterdir = os.access, Path.iterdir
+    if how == "no permission":
+        monkeypatch.setattr(os, "access", lambda p, mode, **kw: False if Path(p) == data
+                            else real_access(p, mode, **kw))
+    else:
+        def iterdir(self: Path):  # noqa: ANN202
+            if self == data:
+                raise PermissionError(13, "Permission denied")
+            return real_iterdir(self)
+
+        monkeypatch.setattr(Path, "iterdir", iterdir)
+    out = tmp_path / "out"
+    try:
+        rc, _, err = _run(["reproduce", "toy", "--out", str(out), "--data-dir", str(data)], capsys)
+        assert rc == 2 and len(err.strip().splitlines()) == 1
+        assert str(data) in err and "is not readable" in err
+        assert not out.exists()
+        from xairepro.runner import check_data_dir  # the API path (no click in front of it)
+
+        with pytest.raises(UsageError, match="is not readable"):
+            check_data_dir(data)
+    finally:
+        data.chmod(0o755)
