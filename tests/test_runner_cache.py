@@ -284,3 +284,25 @@ def test_claims_on_partial_results_are_inconclusive(toy: ToyExperiment, tmp_path
     assert partial["reason"] == (f"4 of 12 cells failed; on the finished cells the claim {decided['status']}: "
                                  f"{decided['reason']}")
     assert partial["numbers"] == decided["numbers"]
+
+
+def test_a_run_killed_while_drawing_leaves_the_old_figures_intact(toy: ToyExperiment, tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    out = tmp_path / "run"
+    reproduce(["toy"], out_dir=out, show_progress=False)
+    figure = out / "figures" / "toy" / "scores.png"
+    drawn = figure.read_bytes()
+
+    def killed_while_drawing(results: object, fig_dir: Path) -> list:
+        (fig_dir / "scores.png").write_bytes(drawn[:40])  # half a PNG, then the process dies
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as m:
+        m.setattr(toy, "figures", killed_while_drawing)
+        with pytest.raises(KeyboardInterrupt):
+            reproduce(["toy"], out_dir=out, overrides=["offset_a=1"], show_progress=False)
+    assert figure.read_bytes() == drawn
+    again = reproduce(["toy"], out_dir=out, show_progress=False)  # back to the first config: reused as is
+    assert again.computed == 0 and figure.read_bytes() == drawn
+    assert json.loads((out / "figures.json").read_text())[0]["path"] == "figures/toy/scores.png"
+    assert not list((out / "figures").glob(".*"))

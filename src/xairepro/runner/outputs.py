@@ -10,6 +10,8 @@
 from __future__ import annotations
 
 import math
+import os
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -112,36 +114,51 @@ def figures_key(experiment: Experiment, cfg: Any, results: Results) -> str:
 
 def make_figures(experiment: Experiment, cfg: Any, results: Results, out_dir: Path,
                  previous: Sequence[dict[str, Any]] = ()) -> list[dict[str, Any]]:
-    """Call ``experiment.figures`` into ``out_dir/figures/<experiment>``; paths relative to ``out_dir``.
+    """Call ``experiment.figures`` and keep its files in ``out_dir/figures/<experiment>``; paths relative
+    to ``out_dir``.
 
     ``previous`` entries (the last ``figures.json``) are reused when their key matches and their files
     exist: figures are redrawn only when the results, the config or the experiment's version changed.
+    The experiment draws into a fresh staging folder; each file is then moved into place with an atomic
+    rename, so a run killed while drawing never leaves a half-written figure where an old one was.
     """
     key = figures_key(experiment, cfg, results)
     old = [f for f in previous if f.get("experiment") == experiment.name]
     if old and all(f.get("key") == key and f.get("path") and (out_dir / f["path"]).is_file() for f in old):
         return old
-    fig_dir = out_dir / "figures" / experiment.name
+    root = out_dir.resolve()
+    fig_dir = root / "figures" / experiment.name
+    stage = root / "figures" / f".{experiment.name}.partial"
+    shutil.rmtree(stage, ignore_errors=True)
+    stage.mkdir(parents=True)
     fig_dir.mkdir(parents=True, exist_ok=True)
 
     def entry(path: str | None, caption: str, error: str | None) -> dict[str, Any]:
         return {"experiment": experiment.name, "path": path, "caption": caption, "error": error, "key": key}
 
     try:
-        figures = experiment.figures(results, fig_dir)
-    except Exception as exc:  # noqa: BLE001 - a broken figure is reported in the report, not fatal
-        line = (str(exc).strip().splitlines() or [""])[0]
-        return [entry(None, "", f"figures failed: {type(exc).__name__}: {line}")]
-    out = []
-    root = out_dir.resolve()
-    for fig in figures:
-        if not isinstance(fig, Figure):
-            out.append(entry(None, "", f"figures() returned {type(fig).__name__}, not a Figure"))
-            continue
-        path = Path(fig.path)
-        path = (path if path.is_absolute() else fig_dir / path).resolve()
-        if not path.is_file() or not path.is_relative_to(root):
-            out.append(entry(None, fig.caption, f"figure file {path.name!r} is missing or outside the output folder"))
-            continue
-        out.append(entry(path.relative_to(root).as_posix(), fig.caption, None))
-    return out
+        try:
+            figures = experiment.figures(results, stage)
+        except Exception as exc:  # noqa: BLE001 - a broken figure is reported in the report, not fatal
+            line = (str(exc).strip().splitlines() or [""])[0]
+            return [entry(None, "", f"figures failed: {type(exc).__name__}: {line}")]
+        out = []
+        for fig in figures:
+            if not isinstance(fig, Figure):
+                out.append(entry(None, "", f"figures() returned {type(fig).__name__}, not a Figure"))
+                continue
+            path = Path(fig.path)
+            path = (path if path.is_absolute() else stage / path).resolve()
+            if not path.is_file() or not path.is_relative_to(root):
+                out.append(entry(None, fig.caption,
+                                 f"figure file {path.name!r} is missing or outside the output folder"))
+                continue
+            if path.is_relative_to(stage):  # drawn now: move into place (a file drawn elsewhere stays)
+                final = fig_dir / path.relative_to(stage)
+                final.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(path, final)
+                path = final
+            out.append(entry(path.relative_to(root).as_posix(), fig.caption, None))
+        return out
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
