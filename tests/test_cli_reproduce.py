@@ -177,3 +177,43 @@ def test_unreadable_data_dir_exits_2_and_writes_nothing(toy: ToyExperiment, tmp_
             check_data_dir(data)
     finally:
         data.chmod(0o755)
+
+
+class ProvenanceExperiment(ToyExperiment):
+    """Cells on a bundled and a real data set; ``datasets`` adds one the cells do not name."""
+
+    name = "prov"
+    study = "provstudy"
+
+    def cells(self, cfg):  # noqa: ANN001, ANN201
+        return [self.cell(d, "plus", 0, {"offset": 0.0, "delay": 0.0}) for d in ("digits", "mnist")]
+
+    def datasets(self, cfg):  # noqa: ANN001, ANN201
+        return ["digits", "mnist", "shapes-seg", "not-a-registered-set"]
+
+    def describe(self, cfg):  # noqa: ANN001, ANN201
+        return {"protocol": "petsiuk", "text_encoder": "all-MiniLM-L6-v2"}
+
+
+def test_provenance_records_data_sets_device_details_and_wall_time_per_cell(tmp_path: Path) -> None:
+    from xairepro.runner import reproduce
+
+    register_experiment(ProvenanceExperiment, replace=True)
+    data = tmp_path / "data"
+    data.mkdir()
+    try:
+        reproduce(["prov"], out_dir=tmp_path / "run", data_dir=data, show_progress=False)
+    finally:
+        unregister_experiment("prov")
+    prov = json.loads((tmp_path / "run" / "provenance.json").read_text())
+    exp = prov["experiments"]["prov"]
+    assert exp["datasets"]["digits"]["bundled"] is True and exp["datasets"]["shapes-seg"]["bundled"] is True
+    assert exp["datasets"]["mnist"]["bundled"] is False and exp["datasets"]["mnist"]["data_dir"] == str(data)
+    assert exp["datasets"]["not-a-registered-set"] == {"bundled": None, "source": None,
+                                                       "note": "not in the data set registry"}
+    assert exp["details"] == {"protocol": "petsiuk", "text_encoder": "all-MiniLM-L6-v2"}
+    assert exp["seeds"] == [0] and prov["run"]["data_dir"] == str(data)
+    assert {"platform", "cpu_count", "cuda_available", "gpus"} <= set(prov["device"])
+    for cell in prov["cells"]:  # wall time per cell, as stored with the cell
+        stored = json.loads((tmp_path / "run" / "cells" / "prov" / f"{cell['key']}.json").read_text())
+        assert cell["wall_time_s"] == round(stored["wall_time_s"], 4) and cell["status"] == "computed"

@@ -72,6 +72,14 @@ def dataset_provenance(names: list[str], data_dir: Path | None) -> dict[str, Any
     return out
 
 
+def _datasets(exp: Experiment, cfg: Any, cells: list[Cell]) -> list[str]:
+    """The data sets the experiment says it uses (``Experiment.datasets``), else those its cells name."""
+    try:
+        return sorted(dict.fromkeys(str(d) for d in exp.datasets(cfg)))
+    except Exception:  # noqa: BLE001 - provenance must still be written
+        return sorted({c.dataset for c in cells})
+
+
 def build_provenance(
     *,
     experiments: list[Experiment],
@@ -94,7 +102,7 @@ def build_provenance(
             "title": exp.title, "study": exp.study or exp.name, "reproduces": exp.reproduces,
             "version": exp.version, "config_hash": config_hash(cfg), "config": exp.config_dict(cfg),
             "seeds": sorted({c.seed for c in cells[exp.name]}), "details": details,
-            "datasets": dataset_provenance(sorted({c.dataset for c in cells[exp.name]}), data_dir),
+            "datasets": dataset_provenance(_datasets(exp, cfg, cells[exp.name]), data_dir),
         }
         for cell in cells[exp.name]:
             out = outcomes.get(cell.key)
