@@ -61,6 +61,43 @@ def test_sinkhorn_matches_reference_and_pot(eps: float, iters: int) -> None:
         np.testing.assert_allclose(plan[b].numpy(), pot, atol=1e-6, rtol=0)
 
 
+@pytest.mark.parametrize("eps,iters", [(0.01, 1), (0.01, 2), (0.01, 5), (1e-3, 3), (1e-3, 100), (1e-4, 100)])
+def test_sinkhorn_matches_pot_before_convergence(eps: float, iters: int) -> None:
+    """Far from convergence the plan still equals POT's after exactly ``iters`` iterations: same epsilon
+    convention (reg), same update order (column potentials first), same iteration count."""
+    cost = random_costs(3, 13, 5, seed=24) * 2.0      # squared distances of unit tokens lie in [0, 4]
+    plan = sinkhorn(cost, epsilon=eps, n_iters=iters)
+    assert torch.isfinite(plan).all()
+    a, b = np.full(13, 1.0 / 13), np.full(5, 1.0 / 5)
+    for k in range(cost.shape[0]):
+        c = cost[k].numpy()
+        pot = ot.sinkhorn(a, b, c, eps, method="sinkhorn_log", numItermax=iters, stopThr=0.0, warn=False)
+        np.testing.assert_allclose(plan[k].numpy(), pot, atol=1e-6, rtol=0)
+        np.testing.assert_allclose(plan[k].numpy(), reference_sinkhorn(c, eps, iters), atol=1e-6, rtol=0)
+    # the last update is the row potentials: the row sums hold after any number of iterations
+    torch.testing.assert_close(plan.sum(2), torch.full((3, 13), 1 / 13, dtype=torch.float64), atol=1e-12, rtol=0)
+
+
+def test_lico_losses_never_sync_with_the_host(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No tensor -> Python conversion (item, bool, float, ...) in the Sinkhorn loop or the losses: on an
+    accelerator each would be a host synchronisation."""
+    x = _tokens(4, 10, 6, seed=25, dtype=torch.float32).requires_grad_(True)
+    y = _tokens(4, 3, 6, seed=26, dtype=torch.float32).requires_grad_(True)
+    tau = torch.tensor(2.0, requires_grad=True)
+    cost = random_costs(4, 10, 3, seed=27, dtype=torch.float32)
+
+    def sync(*_args, **_kwargs):
+        raise AssertionError("host synchronisation")
+
+    for name in ("item", "tolist", "numpy", "cpu", "__bool__", "__float__", "__int__", "__index__"):
+        monkeypatch.setattr(torch.Tensor, name, sync)
+    sinkhorn(cost, epsilon=1e-3, n_iters=20)
+    loss = ot_loss(x, y) + manifold_matching_loss(x, y, tau)
+    loss.backward()
+    monkeypatch.undo()
+    assert torch.isfinite(loss).item() and x.grad is not None and tau.grad is not None
+
+
 def test_sinkhorn_float32_matches_float64_reference() -> None:
     cost = random_costs(3, 32, 8, seed=2)
     plan = sinkhorn(cost.float(), epsilon=0.1, n_iters=200)
