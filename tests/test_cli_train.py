@@ -88,6 +88,7 @@ def _fails(capsys, argv: list[str], *needles: str) -> str:
     (["model.name=wrn-28"], ["unknown model 'wrn-28'"]),
     (["model.name=mnist-classifier"], ["does not fit data set 'digits'", "28 x 28"]),  # digits are 8 x 8
     (["model.name=mnist-ae"], ["method 'ce' trains classifier models"]),
+    (["model.kwargs.num_classes=3"], ["gives 3 logits but data set 'digits' has 10 classes"]),
     (["train.epochs=0"], ["train.epochs must be a positive integer"]),
     (["train.optimizer.lr=fast"], ["optimizer.lr", "fast"]),
     (["train.optimizer.name=rmsprop"], ["train.optimizer.name must be one of sgd, adam, adamw"]),
@@ -139,6 +140,21 @@ def test_list_sections(capsys):
     out = capsys.readouterr().out
     assert "simclr" in out and "digits" not in out
     _fails(capsys, ["list", "nonsense"], "cannot list 'nonsense'")
+
+
+def test_list_is_one_line_per_entry_in_80_columns_and_long_shows_everything(capsys, monkeypatch):
+    from xairepro.data import list_datasets
+
+    monkeypatch.setenv("COLUMNS", "80")
+    assert main(["list"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert max(len(line.rstrip()) for line in lines) <= 80
+    for info in list_datasets():  # the name starts exactly one line: no row wraps into a second line
+        assert sum(line.startswith(info.name + " ") for line in lines) == 1, info.name
+    assert "--long" in lines[-1] and not any("ot_iters" in line for line in lines)
+    assert main(["list", "methods", "--long"]) == 0
+    out = capsys.readouterr().out
+    assert "ot_iters=100" in out and "temperature=0.5" in out
 
 
 def test_help_lists_the_commands(capsys):

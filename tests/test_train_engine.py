@@ -239,10 +239,19 @@ def test_unknown_monitor_is_a_config_error():
 
 def test_bf16_mixed_precision_trains_on_cpu():
     x, y = _digits8()
-    result = Engine(_cfg(epochs=3, precision="bf16-mixed")).fit(_mlp(hidden=64), ClassifierObjective(),
-                                                                (x[:600], y[:600]))
+    model = _mlp(hidden=64)
+    seen: dict[bool, set[torch.dtype]] = {True: set(), False: set()}  # dtype of the first layer's output
+    model[1].register_forward_hook(lambda module, args, out: seen[torch.is_grad_enabled()].add(out.dtype))
+    engine = Engine(_cfg(epochs=3, precision="bf16-mixed"))
+    result = engine.fit(model, ClassifierObjective(), (x[:600], y[:600]), (x[600:700], y[600:700]))
     losses = [h["train/loss"] for h in result.history]
     assert all(torch.isfinite(torch.tensor(losses))) and losses[-1] < losses[0]
+    # the layers really ran under bf16 autocast (training and validation); the weights stay float32
+    assert seen == {True: {torch.bfloat16}, False: {torch.bfloat16}}
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    seen[False].clear()
+    engine.evaluate(model, ClassifierObjective(), (x[600:700], y[600:700]))
+    assert seen[False] == {torch.bfloat16}
 
 
 def test_missing_cuda_is_a_config_error():

@@ -260,19 +260,25 @@ def _model_options(cfg: RunConfig, info: Any, kind: str, accepted: tuple[str, ..
     return options
 
 
-def _check_fits(model: nn.Module, cfg: RunConfig, info: Any, example: torch.Tensor) -> None:
-    """Build-time check that the model takes the data set's inputs (one dry forward in eval mode)."""
+def _check_fits(model: nn.Module, cfg: RunConfig, info: Any, example: torch.Tensor, kind: str) -> None:
+    """Build-time check that the model takes the data set's inputs (one dry forward in eval mode) and, for a
+    classifier, gives one logit per class of the data set."""
     shape = "x".join(str(s) for s in info.input_shape)
     try:
         check = getattr(model, "check_input", None)
         if callable(check):
             check(example)
         with preserved_state(model, eval_mode=True), torch.no_grad():
-            model(example)
+            out = model(example)
     except (UsageError, RuntimeError, ValueError) as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UsageError(f"model {cfg.model.name!r} does not fit data set {cfg.data.name!r} "
                          f"(inputs {shape}): {reason}") from None
+    classes = int(info.num_classes or 0)
+    if kind == "classifier" and classes and isinstance(out, torch.Tensor) and out.ndim == 2 \
+            and out.shape[1] != classes:
+        raise UsageError(f"model {cfg.model.name!r} gives {out.shape[1]} logits but data set {cfg.data.name!r} has "
+                         f"{classes} classes; leave model.kwargs.num_classes unset (it follows the data set)")
 
 
 def _method_options(spec: MethodSpec, values: dict[str, Any]) -> Any:
@@ -309,7 +315,7 @@ def build_run(cfg: RunConfig) -> BuiltRun:
         shape = "x".join(str(s) for s in info.input_shape)
         raise UsageError(f"model {cfg.model.name!r} for data set {cfg.data.name!r} (inputs {shape}): {exc}") from None
     example = train[0][0].unsqueeze(0)
-    _check_fits(model, cfg, info, torch.cat([example, example]))
+    _check_fits(model, cfg, info, torch.cat([example, example]), minfo.kind)
     method_options = _method_options(spec, cfg.method_options)
     try:
         objective = spec.factory(MethodContext(cfg, method_options, model, train, info))
