@@ -246,3 +246,18 @@ def test_failed_download_is_one_clear_error(tmp_path, monkeypatch):
     monkeypatch.setattr(tvd, "CIFAR10", offline)
     with pytest.raises(DataNotFoundError, match="downloading CIFAR-10 .* failed \\(network unreachable\\)"):
         load("cifar10", "train", tmp_path, download=True)
+
+
+def test_missing_set_hint_names_a_real_way_to_download(tmp_path):
+    with pytest.raises(DataNotFoundError) as info:
+        load("mnist", "train", tmp_path)
+    msg = str(info.value)
+    assert "download=True" in msg and "--set data.options.download=true" in msg  # what `xairepro train` takes
+
+
+def test_subset_of_the_official_test_files_depends_on_the_seed(tmp_path):
+    write_mnist(tmp_path, 10, 40)
+    a, b = load("mnist", "test", tmp_path, subset=10), load("mnist", "test", tmp_path, subset=10, seed=0)
+    c = load("mnist", "test", tmp_path, subset=10, seed=1)
+    assert len(a) == 10 and torch.equal(a.indices, b.indices)
+    assert not torch.equal(a.indices, c.indices)  # the test files are fixed; the subset follows the seed

@@ -218,3 +218,17 @@ def test_dsprites_missing_array_is_a_clear_error(tmp_path):
     np.savez(tmp_path / DSPRITES_FILE, imgs=np.zeros((2, 64, 64), np.uint8))
     with pytest.raises(UsageError, match="lacks the arrays latents_classes, latents_values"):
         load("dsprites", "train", tmp_path)
+
+
+def test_imagenette_default_split_sizes(tmp_path):
+    """imagenette2-160's 9,469 train + 3,925 val files -> 8,994 / 475 / 3,925 (only listing: empty files)."""
+    base = tmp_path / "imagenette2-160"
+    for split, total in (("train", 9469), ("val", 3925)):
+        for label, wnid in enumerate(IMAGENETTE_WNIDS):
+            folder = base / split / wnid
+            folder.mkdir(parents=True)
+            count = total // 10 + (1 if label < total % 10 else 0)
+            for k in range(count):
+                (folder / f"{wnid}_{k}.JPEG").touch()
+    sizes = [len(load("imagenette", s, tmp_path)) for s in ("train", "val", "test")]
+    assert sizes == [8994, 475, 3925]

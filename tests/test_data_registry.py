@@ -203,3 +203,30 @@ def test_carve_and_subset_sizes(n, val, k, seed):
         sub = take_subset(train_idx, k, seed, "k")
         assert len(sub) == k and bool(torch.isin(sub, train_idx).all())
     assert resolve_count(0.5, n, "x") == round(0.5 * n)
+
+
+# -- class names: the official label order, checked against independent lists ----------------------
+
+def test_class_names_are_the_official_label_order():
+    """Index i names label i: torchvision's own class lists where it has one, the official files' order else."""
+    import torchvision.datasets as tvd
+
+    digits = tuple(c.split(" - ")[1] for c in tvd.MNIST.classes)  # "0 - zero" ... "9 - nine"
+    for name in ("mnist", "digits", "svhn"):  # SVHN: label 10 is read as 0, so label i is the digit i
+        assert dataset_info(name).class_names == digits, name
+    assert dataset_info("fashion-mnist").class_names == tuple(tvd.FashionMNIST.classes)
+    # CIFAR-10 batches.meta label_names
+    assert dataset_info("cifar10").class_names == ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog",
+                                                   "horse", "ship", "truck")
+    # CIFAR-100 meta fine_label_names: 100 names in alphabetical order ("aquarium_fish" -> "aquarium fish")
+    raw = [n.replace(" ", "_") for n in dataset_info("cifar100").class_names]
+    assert len(set(raw)) == 100 and raw == sorted(raw)
+    assert [raw[i] for i in (0, 1, 19, 29, 58, 99)] == ["apple", "aquarium_fish", "cattle", "dinosaur",
+                                                        "pickup_truck", "worm"]
+    # Imagenette: labels follow the sorted wnids (torchvision's find_classes), names are the ImageNet names
+    from xairepro.data.class_names import IMAGENETTE_WNIDS
+
+    table = getattr(tvd.Imagenette, "_WNID_TO_CLASS", None)
+    if table is not None:
+        assert IMAGENETTE_WNIDS == tuple(sorted(table))
+        assert dataset_info("imagenette").class_names == tuple(table[w][0] for w in sorted(table))
