@@ -302,3 +302,14 @@ def test_simclr_densenet_cifar_stem_and_resnet34() -> None:
         build_model("simclr", backbone="vgg16")
     with pytest.raises(UsageError, match=r"simclr \(resnet18\) expects 3-channel images, got 1 channel"):
         build_model("simclr")(torch.rand(2, 1, 32, 32))
+
+
+def test_simclr_head_is_linear_relu_linear() -> None:
+    model = build_model("simclr", projection_hidden=16, projection_dim=8, seed=0).eval()
+    g = model.projector
+    x = rand(2, 3, 8, 8)
+    with torch.no_grad():
+        h = model.encoder(x)
+        expected = F.linear(F.relu(F.linear(h, g.fc1.weight, g.fc1.bias)), g.fc2.weight, g.fc2.bias)
+        torch.testing.assert_close(model(x), expected, rtol=1e-5, atol=1e-6)
+    assert (g.fc1.in_features, g.fc1.out_features, g.fc2.out_features) == (512, 16, 8)

@@ -280,3 +280,14 @@ def test_resnet_takes_other_channel_counts() -> None:
         model(rand(2, 3, 8, 8))
     with pytest.raises(UsageError, match="resnet18 expects images of at least 32 x 32 pixels, got 16 x 16"):
         build_model("resnet18")(rand(1, 3, 16, 16))
+
+
+@pytest.mark.parametrize("name, options, shape, message", [
+    ("mnist-classifier", {}, (2, 1, 28, 27), "mnist-classifier expects 28 x 28 images, got 28 x 27"),
+    ("mnist-ae", {}, (2, 1, 28, 32), "mnist-ae expects 28 x 28 images, got 28 x 32"),
+    ("burgess-vae", {"image_size": 32}, (1, 1, 32, 64), "burgess-vae expects 32 x 32 images, got 32 x 64"),
+])
+def test_wrong_width_alone_is_a_usage_error(name: str, options: dict, shape: tuple[int, ...], message: str) -> None:
+    model = build_model(name, **options)
+    with pytest.raises(UsageError, match=message):
+        model(torch.rand(shape))
