@@ -34,8 +34,9 @@ browser:
 	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
 	  echo "warning: could not install chromium (needs root and apt); tests/test_report_browser.py will fail" >&2; }
 
+# pytest exits 5 when it collected no test; make would only report "Error 5", so say what it means.
 test: $(STAMP) browser
-	$(PYTEST) -q
+	@echo "$(PYTEST) -q"; $(PYTEST) -q || { rc=$$?; [ $$rc -ne 5 ] || echo "make test: no tests were collected (a broken suite)" >&2; exit $$rc; }
 
 test-slow: $(STAMP)
 	$(PYTEST) -q -m slow
