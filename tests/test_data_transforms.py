@@ -168,3 +168,18 @@ def test_default_train_transforms_follow_spec_4():
     assert default_train_transform(dataset_info("mnist")) is None
     assert default_train_transform(dataset_info("ecg-gen")) is None
     assert math.isclose(sum(dataset_info("cifar10").mean), 0.4914 + 0.4822 + 0.4465)
+
+
+def test_resizing_transforms_keep_uint8_and_round():
+    """Integer images stay integer images: the float result rounded (not truncated), same dtype."""
+    x = images(b=3, h=20, w=30)
+    u8 = (x * 255).round().to(torch.uint8)
+    resize = ResizeCenterCrop(10, 8)
+    out8 = resize(u8)
+    assert out8.dtype == torch.uint8
+    assert torch.equal(out8, resize(u8.float()).round().clamp(0, 255).to(torch.uint8))
+    t = RandomResizedCropFlip(7)
+    boxes, flip = t.sample(3, 20, 30, torch.Generator().manual_seed(0))
+    out8 = t.apply(u8, boxes, flip)
+    assert out8.dtype == torch.uint8
+    assert torch.equal(out8, t.apply(u8.float(), boxes, flip).round().clamp(0, 255).to(torch.uint8))

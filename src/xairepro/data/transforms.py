@@ -38,6 +38,12 @@ def _as_batch(x: Tensor) -> tuple[Tensor, bool]:
     return x, False
 
 
+def _to_integer(x: Tensor, dtype: torch.dtype) -> Tensor:
+    """A float result back in an integer image dtype: rounded to the nearest value in range, not truncated."""
+    info = torch.iinfo(dtype)
+    return x.round().clamp(info.min, info.max).to(dtype)
+
+
 def _draw_device(generator: torch.Generator | None, x: Tensor) -> torch.device:
     return generator.device if generator is not None else x.device
 
@@ -169,7 +175,7 @@ class RandomResizedCropFlip:
         out = roi_align(xf, rois, output_size=(self.size, self.size), spatial_scale=1.0, sampling_ratio=-1,
                         aligned=True)
         out = torch.where(flip.to(xb.device)[:, None, None, None], out.flip(-1), out)
-        out = out.to(xb.dtype) if not xb.is_floating_point() else out
+        out = out if xb.is_floating_point() else _to_integer(out, xb.dtype)
         return out[0] if single else out
 
     def __call__(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
@@ -196,8 +202,8 @@ class ResizeCenterCrop:
         s = self.resize / min(h, w)
         nh, nw = max(self.crop, round(h * s)), max(self.crop, round(w * s))
         if (nh, nw) != (h, w):
-            xb = F.interpolate(xb.float(), size=(nh, nw), mode="bilinear", align_corners=False,
-                               antialias=True).to(xb.dtype if xb.is_floating_point() else torch.float32)
+            resized = F.interpolate(xb.float(), size=(nh, nw), mode="bilinear", align_corners=False, antialias=True)
+            xb = resized.to(xb.dtype) if xb.is_floating_point() else _to_integer(resized, xb.dtype)
         top, left = (nh - self.crop) // 2, (nw - self.crop) // 2
         out = xb[..., top:top + self.crop, left:left + self.crop]
         return out[0] if single else out
