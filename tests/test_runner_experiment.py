@@ -47,6 +47,8 @@ class ToyConfig:
     delay: float = 0.0
     cpus: int = 1           # resources of every cell (not part of the cache key)
     gpus: float = 0.0
+    slow_cell: str = ""     # "dataset/variant/seed" of one cell that sleeps slow_delay more (reorders Ray)
+    slow_delay: float = 0.0
 
     def validate(self) -> None:
         if self.delay < 0:
@@ -79,7 +81,10 @@ class ToyExperiment(Experiment):
         self.failing: set[str] = set()
 
     def cells(self, cfg: ToyConfig) -> list[Cell]:
-        return [self.cell(d, v, s, {"offset": getattr(cfg, f"offset_{d}", 0.0), "delay": cfg.delay},
+        def delay(d: str, v: str, s: int) -> float:
+            return cfg.delay + (cfg.slow_delay if cfg.slow_cell == f"{d}/{v}/{s}" else 0.0)
+
+        return [self.cell(d, v, s, {"offset": getattr(cfg, f"offset_{d}", 0.0), "delay": delay(d, v, s)},
                           num_cpus=cfg.cpus, num_gpus=cfg.gpus)
                 for d in cfg.datasets for v in cfg.variants for s in cfg.seeds]
 

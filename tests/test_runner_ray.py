@@ -23,9 +23,10 @@ pytestmark = pytest.mark.ray
 def test_ray_executor_gives_the_local_results_byte_for_byte(toy: ToyExperiment, tmp_path: Path) -> None:
     import ray
 
-    # cells ask for 3 CPUs and a GPU: the local Ray (2 CPUs, no GPU here) caps the reservation instead of
-    # waiting forever, and the cells run on the CPU as they do in-process
-    overrides = ["variants=[plus,times,boom]", "offset_b=0.5", "cpus=3", "gpus=1"]
+    # cells ask for a GPU: the local Ray (2 CPUs, no GPU here) caps the reservation instead of waiting
+    # forever, and the cells run on the CPU as they do in-process.  The first cell is slow, so Ray
+    # finishes the others before it: results.csv must still come in grid order.
+    overrides = ["variants=[plus,times,boom]", "offset_b=0.5", "gpus=1", "slow_cell=a/plus/0", "slow_delay=2"]
     toy.failing = {"boom"}  # a failing cell kind: reported with its error, the others finish
     local = reproduce(["toy"], out_dir=tmp_path / "local", overrides=overrides, show_progress=False)
     distributed = reproduce(["toy"], out_dir=tmp_path / "ray", executor="ray", overrides=overrides,
@@ -34,6 +35,10 @@ def test_ray_executor_gives_the_local_results_byte_for_byte(toy: ToyExperiment, 
     assert (local.computed, local.failed) == (8, 4)
     assert (distributed.computed, distributed.failed) == (8, 4)
     assert {f.error for f in distributed.failures} == {"RuntimeError: boom in boom"}
+    # the driver stores each cell as it completes: the slow first cell was stored after later ones
+    saved = {json.loads(p.read_text())["label"]: p.stat().st_mtime_ns
+             for p in (tmp_path / "ray" / "cells" / "toy").glob("*.json") if not p.name.endswith(".failed.json")}
+    assert sum(t < saved["toy/a/plus/seed=0"] for t in saved.values()) >= 3, "Ray ran the cells in grid order"
     assert (tmp_path / "ray" / "results.csv").read_bytes() == (tmp_path / "local" / "results.csv").read_bytes()
     assert (tmp_path / "ray" / "summary.csv").read_bytes() == (tmp_path / "local" / "summary.csv").read_bytes()
     assert len((tmp_path / "ray" / "results.csv").read_text().splitlines()) == 1 + 16
