@@ -52,7 +52,8 @@ def test_reservation_is_capped_by_a_local_ray_only() -> None:
     assert reservation(cell, None) == (4.0, 1.0)  # a joined cluster: the request as is
     assert reservation(cell, {"CPU": 2.0}) == (2.0, 0.0)
     assert reservation(cell, {"CPU": 16.0, "GPU": 8.0}) == (4.0, 1.0)
-    assert reservation(Cell("toy", "a", "plus", 0, num_cpus=1, num_gpus=0.5), {"CPU": 2.0, "GPU": 1.0}) == (1.0, 0.5)
+    half = Cell("toy", "a", "plus", 0, num_cpus=1, num_gpus=0.5)
+    assert reservation(half, {"CPU": 2.0, "GPU": 1.0}) == (1.0, 0.5)
 
 
 def test_make_executor_validates_its_arguments() -> None:

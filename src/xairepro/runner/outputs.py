@@ -97,8 +97,9 @@ def evaluate_claims(experiment: Experiment, cfg: Any, results: Results, *, faile
             line = (str(exc).strip().splitlines() or [""])[0]
             verdict = Verdict("inconclusive", f"the check could not run: {type(exc).__name__}: {line}")
         if failed_cells and verdict.status != "inconclusive":
-            verdict = Verdict("inconclusive", f"{failed_cells} of {total_cells} cells failed; on the finished "
-                                              f"cells the claim {verdict.status}: {verdict.reason}", verdict.numbers)
+            reason = (f"{failed_cells} of {total_cells} cells failed; on the finished cells the claim "
+                      f"{verdict.status}: {verdict.reason}")
+            verdict = Verdict("inconclusive", reason, verdict.numbers)
         out.append({"id": claim.id, "text": claim.text, "source": claim.source, "status": verdict.status,
                     "reason": verdict.reason,
                     "numbers": {str(k): float(v) for k, v in dict(verdict.numbers).items()}})
