@@ -85,6 +85,15 @@ def test_exact_equals_explicit_hessian(setup) -> None:
         torch.testing.assert_close(scores, expected, rtol=2e-4, atol=2e-4 * expected.abs().max().item())
 
 
+def test_exact_hessian_summed_over_data_chunks(setup) -> None:
+    """H over hessian_data in chunks of batch_size (40 = 5 x 7 + 5): each chunk weighted by its share."""
+    model, x_train, x_test = setup
+    scores = InfluenceFunctions(model, sum_sq_loss, model.encoder, method="exact", damping=0.05, batch_size=7,
+                                hessian_data=x_train).attribute(x_test, x_train)
+    expected = reference_influence(model, x_test, x_train, 0.05).float()
+    torch.testing.assert_close(scores, expected, rtol=2e-4, atol=2e-4 * expected.abs().max().item())
+
+
 def test_exact_uses_hessian_data_default_x_train(setup) -> None:
     model, x_train, x_test = setup
     a = InfluenceFunctions(model, sum_sq_loss, method="exact", damping=0.1).attribute(x_test, x_train)
@@ -220,6 +229,38 @@ def test_state_restored_and_inputs_untouched(setup) -> None:
     assert torch.equal(model.encoder.weight.grad, torch.full_like(model.encoder.weight, 7.0))
     assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
     assert torch.equal(x_test, xt) and torch.equal(x_train, xr)
+
+
+class DropoutBNAE(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.encoder = nn.Sequential(nn.Linear(6, 5), nn.BatchNorm1d(5), nn.Tanh(), nn.Dropout(0.5), nn.Linear(5, 2))
+        self.decoder = nn.Linear(2, 6)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decoder(self.encoder(x))
+
+
+def test_scores_in_eval_mode_for_a_model_left_in_train_mode(setup) -> None:
+    """BatchNorm uses its running statistics and dropout is off, whatever mode the caller left the model in."""
+    import copy
+
+    _, x_train, x_test = setup
+    torch.manual_seed(0)
+    model = DropoutBNAE()
+    with torch.no_grad():
+        model.encoder[1].running_mean.uniform_(-0.5, 0.5)
+        model.encoder[1].running_var.uniform_(0.5, 2.0)
+    model.train()
+    buffers = {k: v.clone() for k, v in model.named_buffers()}
+    reference_model = copy.deepcopy(model).eval()
+    for method in ("exact", "lissa"):
+        kw = dict(method=method, damping=0.5, scale=50.0, depth=20, hessian_batch_size=None)
+        scores = InfluenceFunctions(model, sum_sq_loss, **kw).attribute(x_test, x_train)
+        expected = InfluenceFunctions(reference_model, sum_sq_loss, **kw).attribute(x_test, x_train)
+        torch.testing.assert_close(scores, expected, rtol=1e-5, atol=1e-6 * expected.abs().max().item())
+    assert model.training and all(m.training for m in model.modules())
+    assert all(torch.equal(v, buffers[k]) for k, v in model.named_buffers())
 
 
 def test_bad_input_errors(setup) -> None:

@@ -108,6 +108,38 @@ def test_identity_features_each_example_is_its_own_top_proponent() -> None:
     assert off.abs().max() < 1e-6 * scores.diag().abs().min()
 
 
+def test_scores_in_eval_mode_for_a_model_left_in_train_mode() -> None:
+    """BatchNorm uses the checkpoint's running statistics and dropout is off; the caller's model is untouched."""
+    import copy
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 5), nn.BatchNorm1d(5), nn.Tanh(), nn.Dropout(0.5), nn.Linear(5, 6))
+    ckpts = []
+    for _ in range(2):
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(0.1 * torch.randn_like(p))
+            model[1].running_mean.uniform_(-0.5, 0.5)
+            model[1].running_var.uniform_(0.5, 2.0)
+        ckpts.append({k: v.clone() for k, v in model.state_dict().items()})
+    model.train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    x_train, x_test = torch.randn(9, 6), torch.randn(4, 6)
+    scores = TracIn(model, rec_loss, checkpoints=ckpts).attribute(x_test, x_train)
+    expected = torch.zeros(4, 9)
+    for state in ckpts:  # one backward per example, in eval mode, on a copy loaded with the checkpoint
+        ref = copy.deepcopy(model).eval()
+        ref.load_state_dict(state)
+        grads = [torch.cat([g.reshape(-1) for g in torch.autograd.grad(rec_loss(ref, x[i:i + 1])[0],
+                                                                       list(ref.parameters()))])
+                 for x in (x_test, x_train) for i in range(x.shape[0])]
+        g = torch.stack(grads)
+        expected += g[:4] @ g[4:].T
+    torch.testing.assert_close(scores, expected, rtol=1e-4, atol=1e-6 * expected.abs().max().item())
+    assert model.training and all(m.training for m in model.modules())
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+
+
 def test_projection_is_seeded_and_approximates() -> None:
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(8, 8), nn.Tanh(), nn.Linear(8, 8))
