@@ -60,6 +60,9 @@ LAYER_METHODS: dict[str, type[Attribution]] = {
 
 BaselineLike = Tensor | float | int | Callable[[Tensor], Tensor] | None
 
+#: Captum keywords that may hold one row per example (B, ...): split with the batch, repeated for units.
+PER_EXAMPLE_KWARGS = ("feature_mask",)
+
 
 def latent_of(encoder: nn.Module, x: Tensor) -> Tensor:
     """f(x) checked to be a (B, d) tensor; a clear error otherwise."""
@@ -125,6 +128,12 @@ def _seeded_global_rng(seed: int | None, device: torch.device) -> Iterator[None]
             yield
     finally:
         np.random.set_state(np_state)
+
+
+def _per_example_kwargs(kwargs: dict[str, Any], n: int) -> dict[str, Tensor]:
+    """The keywords of ``PER_EXAMPLE_KWARGS`` given with one row per example (n > 1 rows)."""
+    return {k: v for k, v in kwargs.items()
+            if k in PER_EXAMPLE_KWARGS and isinstance(v, Tensor) and v.ndim > 0 and n > 1 and v.shape[0] == n}
 
 
 def _resolve_method(method: Any, layer: nn.Module | None) -> type[Attribution]:
@@ -214,6 +223,8 @@ class LabelFreeAttribution:
             base, kind = self._resolve_baselines(baselines, x)
             if kind == "rows":
                 base = base.repeat_interleave(d, dim=0)
+            method_kwargs = {**method_kwargs, **{k: v.repeat_interleave(d, dim=0) for k, v in
+                                                 _per_example_kwargs(method_kwargs, n).items()}}
             rows = x.repeat_interleave(d, dim=0)
             out = self._in_chunks(rows, weights, (base, kind), seed, method_kwargs, batch_size)
         return out.reshape(n, d, *out.shape[1:]).abs()
@@ -278,16 +289,24 @@ class LabelFreeAttribution:
 
     def _in_chunks(self, x: Tensor, weights: Tensor, resolved: tuple[Tensor | None, str], seed: int | None,
                    kwargs: dict[str, Any], batch_size: int | None) -> Tensor:
-        """``_attribute_rows`` over chunks of at most ``batch_size`` rows (all at once for None)."""
+        """``_attribute_rows`` over chunks of at most ``batch_size`` rows (all at once for None).
+
+        Lime and KernelShap always run row by row: captum fits one surrogate per example anyway, drawing
+        from the global RNG in turn, so only a per-row seed makes a row's result independent of its batch.
+        """
         if batch_size is not None and int(batch_size) < 1:
             raise UsageError(f"batch_size must be >= 1, got {batch_size}")
+        if issubclass(self.method_class, captum_attr.LimeBase):
+            batch_size = 1
         if batch_size is None or int(batch_size) >= x.shape[0]:
             return self._attribute_rows(x, weights, resolved, seed, kwargs)
         base, kind = resolved
         step = int(batch_size)
+        per_example = _per_example_kwargs(kwargs, x.shape[0])
         return torch.cat([
             self._attribute_rows(x[s:s + step], weights[s:s + step],
-                                 (base[s:s + step] if kind == "rows" else base, kind), seed, kwargs)
+                                 (base[s:s + step] if kind == "rows" else base, kind), seed,
+                                 {**kwargs, **{k: v[s:s + step] for k, v in per_example.items()}})
             for s in range(0, x.shape[0], step)
         ])
 
