@@ -206,3 +206,14 @@ def test_all_fraction_and_chunk_combinations_agree():
     for bs, (i, f) in itertools.product([1, 3], enumerate(FRACS)):
         chunked = feature_consistency(enc, x, attr, [f], reduction="none", batch_size=bs)[0]
         torch.testing.assert_close(chunked, whole[i])
+
+
+def test_chunks_keep_each_row_with_its_own_replacement():
+    gen = torch.Generator().manual_seed(7)
+    x = torch.rand(7, 2, 24, 24, generator=gen, dtype=torch.float64)
+    attr = torch.rand(7, 2, 24, 24, generator=gen, dtype=torch.float64)
+    enc = nn.Sequential(nn.Flatten(), nn.Linear(2 * 24 * 24, 3), nn.Tanh()).double()
+    for repl in ("blur", x.flip(0)):
+        whole = feature_consistency(enc, x, attr, [0.1, 0.5], replacement=repl, reduction="none", batch_size=100)
+        chunked = feature_consistency(enc, x, attr, [0.1, 0.5], replacement=repl, reduction="none", batch_size=3)
+        torch.testing.assert_close(chunked, whole)

@@ -103,3 +103,50 @@ def test_package_name_is_the_function_even_after_the_submodule_is_imported():
     from xairepro.metrics import roar as again
 
     assert again is roar
+
+
+class EvalRecordingObjective(RecordingObjective):
+    """Also records the inputs every evaluation sees."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.evaluated: list[torch.Tensor] = []
+
+    def evaluate(self, model, batch):
+        self.evaluated.append(batch[0].detach().clone())
+        return super().evaluate(model, batch)
+
+
+def _rows_sorted(x: torch.Tensor) -> torch.Tensor:
+    flat = x.flatten(1)
+    return flat[torch.argsort(flat.sum(1))]
+
+
+def test_roar_starts_from_initial_state_trains_on_removed_inputs_and_tests_on_clean_data():
+    gen = torch.Generator().manual_seed(2)
+    x_train, x_test = torch.rand(12, 1, 4, 4, generator=gen) + 0.1, torch.rand(6, 1, 4, 4, generator=gen) + 0.1
+    attr = torch.randn(12, 1, 4, 4, generator=gen)
+    model = tiny_ae()
+    init = {k: v.clone() for k, v in model.state_dict().items()}
+    with torch.no_grad():  # the caller's current weights are not the initial ones
+        for p in model.parameters():
+            p.add_(1.0)
+    current = {k: v.clone() for k, v in model.state_dict().items()}
+    objective = EvalRecordingObjective()
+    cfg = train.TrainConfig(epochs=1, batch_size=12, seed=0, accelerator="cpu")
+    result = roar(model, objective, x_train, x_test, {"IG": attr}, [0.25, 0.5], train_config=cfg,
+                  initial_state=init)
+    assert len(objective.seen) == 2
+    for (weight, seen), fraction in zip(objective.seen, [0.25, 0.5]):
+        torch.testing.assert_close(weight, init["1.weight"])
+        assert torch.equal(_rows_sorted(seen), _rows_sorted(removed_inputs(x_train, attr, fraction)))
+    assert objective.evaluated and all(torch.equal(_rows_sorted(e), _rows_sorted(x_test)) for e in objective.evaluated)
+    for k, v in model.state_dict().items():
+        torch.testing.assert_close(v, current[k])
+    # the reported loss is the engine's evaluation of that retraining on the clean test set
+    net = tiny_ae()
+    net.load_state_dict(init)
+    engine = train.Engine(cfg)
+    engine.fit(net, train.AutoencoderObjective(), (removed_inputs(x_train, attr, 0.5),))
+    clean_loss = engine.evaluate(net, train.AutoencoderObjective(), (x_test,))["loss"]
+    assert result.test_loss["IG"][1] == pytest.approx(clean_loss)

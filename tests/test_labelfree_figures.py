@@ -74,3 +74,14 @@ def test_bad_input():
         consistency_figure({}, FRACS)
     with pytest.raises(UsageError, match="RoarResult"):
         roar_figure({"IG": [1.0]})
+
+
+def test_band_is_the_student_t_95_interval():
+    rng = np.random.default_rng(3)
+    samples = rng.random((4, 12))
+    fig = consistency_figure({"IG": samples}, FRACS)
+    verts = fig.axes[0].collections[0].get_paths()[0].vertices
+    for x, row in zip([5, 10, 20, 50], samples):
+        ys = verts[np.isclose(verts[:, 0], x), 1]
+        lo, hi = stats.t.interval(0.95, 11, loc=row.mean(), scale=stats.sem(row))
+        assert (ys.min(), ys.max()) == pytest.approx((lo, hi))
