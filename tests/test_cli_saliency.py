@@ -80,6 +80,8 @@ def test_lico_fact_protocol_uses_labels(checkpoint: Path, tmp_path: Path) -> Non
     (["--protocol", "nope"], "unknown insertion/deletion protocol"),
     (["--n-images", "0"], "--n-images must be >= 1"),
     (["--data", "no-such-set"], "no-such-set"),
+    (["--device", "bogus"], "--device must be auto, cpu, cuda or cuda:N"),
+    (["--grid-images", "0"], "--grid-images must be >= 1"),
 ])
 def test_bad_usage(checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str],
                    message: str) -> None:
@@ -88,6 +90,13 @@ def test_bad_usage(checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixtu
     err = capsys.readouterr().err
     assert rc == 2 and message in err and "Traceback" not in err
     assert len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_cuda_requested_without_cuda(checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rc = main(["saliency", "--checkpoint", str(checkpoint), *DATA, "--device", "cuda", "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "CUDA is not available" in err and "corrupted" not in err
 
 
 def test_missing_checkpoint(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

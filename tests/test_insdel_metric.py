@@ -132,7 +132,9 @@ def test_matches_reference_loop_and_batching() -> None:
     sal = torch.rand(3, 6, 7, generator=g)
     p = InsertionDeletionProtocol(pixels_per_step=4, n_steps=None, blur_kernel=5, blur_sigma=2.0)
     ref_ins, ref_del, ref_dc = _reference(model, x, sal, p)
-    for bs in (1, 5, 1000):
+    # 22 jobs per image (11 deletion, 11 insertion steps): these chunk sizes cut runs at every kind of place
+    # (inside a curve, between the curves, across images, several images per chunk)
+    for bs in (1, 3, 5, 7, 29, 57, 1000):
         r = insertion_deletion(model, x, sal, p, batch_size=bs)
         torch.testing.assert_close(r.insertion, torch.tensor(ref_ins), atol=1e-5, rtol=0)
         torch.testing.assert_close(r.deletion, torch.tensor(ref_del), atol=1e-5, rtol=0)
@@ -150,10 +152,11 @@ def test_label_target_and_reference() -> None:
     labels = torch.tensor([4, 1])
     p = InsertionDeletionProtocol(pixels_per_step=3, n_steps=None, blur_kernel=3, blur_sigma=1.0,
                                   target="label", include_final=False)
-    r = insertion_deletion(model, x, sal, p, labels=labels)
     ref_ins, ref_del, _ = _reference(model, x, sal, p, labels)
-    torch.testing.assert_close(r.insertion, torch.tensor(ref_ins), atol=1e-5, rtol=0)
-    torch.testing.assert_close(r.deletion, torch.tensor(ref_del), atol=1e-5, rtol=0)
+    for bs in (None, 1, 3, 7, 29, 1000):   # 17 jobs per image: 8 deletion steps, 9 insertion points
+        r = insertion_deletion(model, x, sal, p, labels=labels, batch_size=bs)
+        torch.testing.assert_close(r.insertion, torch.tensor(ref_ins), atol=1e-5, rtol=0)
+        torch.testing.assert_close(r.deletion, torch.tensor(ref_del), atol=1e-5, rtol=0)
     assert r.targets.tolist() == [4, 1]
     # with the predicted-class protocol, labels are ignored
     pp = dataclasses.replace(p, target="predicted")
@@ -198,6 +201,17 @@ def test_reversed_good_saliency_is_worse() -> None:
     b = insertion_deletion(model, x, -good, p, labels=labels)
     assert bool((a.insertion > b.insertion).all()) and bool((a.deletion < b.deletion).all())
     assert bool((a.overall > b.overall).all())
+
+
+def test_protocol_as_spec_9_writes_it() -> None:
+    # SPEC 9's call names pixels_per_step and not n_steps; it must be valid as written
+    p = InsertionDeletionProtocol(pixels_per_step=10, insertion_start="blur", blur_kernel=11, blur_sigma=5.0,
+                                  deletion_end="zeros", target="predicted", score="softmax", auc_x="uniform")
+    assert (p.pixels_per_step, p.n_steps, p.step_pixels(1024)) == (10, None, 10)
+    d = InsertionDeletionProtocol()                    # neither given: Petsiuk's 28 steps
+    assert (d.pixels_per_step, d.n_steps, d.step_pixels(1024)) == (None, 28, 37)
+    assert InsertionDeletionProtocol(**p.to_dict()) == p and InsertionDeletionProtocol(**d.to_dict()) == d
+    assert InsertionDeletionProtocol(n_steps=28).digest == InsertionDeletionProtocol().digest
 
 
 def test_protocol_record_is_stable() -> None:

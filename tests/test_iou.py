@@ -35,6 +35,11 @@ def test_soft_values_and_reductions() -> None:
     # batch: pooled over images with a non-empty mask: (0.75 + 1) / (3 + 4)
     assert soft_iou(s, m, reduction="batch").item() == pytest.approx(1.75 / 7)
     assert math.isnan(soft_iou(s[2:], m[2:], reduction="batch").item())
+    # pooled, not the mean of per-image values: 1/4 (union 4) and 1/1 (union 1) pool to 2/5, not 0.625
+    s2 = torch.tensor([[[1.0, 0.0], [0.0, 0.0]], [[1.0, 0.0], [0.0, 0.0]]])
+    m2 = torch.tensor([[[1, 1], [1, 1]], [[1, 0], [0, 0]]]).bool()
+    assert soft_iou(s2, m2).tolist() == pytest.approx([0.25, 1.0])
+    assert soft_iou(s2, m2, reduction="batch").item() == pytest.approx(0.4)
     # perfect agreement
     assert soft_iou(m[:2].float(), m[:2]).tolist() == pytest.approx([1.0, 1.0])
 

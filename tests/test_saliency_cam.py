@@ -55,6 +55,7 @@ def test_gradcam_equals_normalised_relu_of_class_activation_map() -> None:
         maps = GradCAM(model, model.relu)(x, target=target)
         expected = _minmax(torch.relu(_class_activation_map(model, x, classes)))
         assert maps.shape == (3, 8, 8) and maps.dtype == torch.float32
+        assert bool((maps.flatten(1).amax(1) == 1).all())   # exactly [0, 1], not the library's 1 / (1 + 1e-7)
         torch.testing.assert_close(maps, expected, atol=1e-5, rtol=0)
     # HiRes-CAM and XGrad-CAM coincide with Grad-CAM when the gradients are constant per channel
     g = GradCAM(model)(x)
@@ -107,8 +108,11 @@ def test_state_restored_after_exception() -> None:
     model.fail = True
     for p in model.parameters():
         p.grad = torch.ones_like(p)
-    with pytest.raises(RuntimeError, match="boom"):
+    with pytest.raises(RuntimeError, match="boom") as info:
         GradCAM(model)(torch.rand(1, 3, 4, 4))
+    # checked while the traceback (and with it the library object) is still alive: hooks are removed by
+    # the wrapper itself, not by the library's __del__ once the exception is gone
+    assert info.tb is not None
     assert model.training and all(m.training for m in model.modules())
     assert all(torch.equal(p.grad, torch.ones_like(p)) for p in model.parameters())
     assert not model.relu._forward_hooks

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from xairepro.errors import UsageError
 from xairepro.explain import RISE, generate_rise_masks
@@ -127,6 +128,58 @@ def test_target_is_used() -> None:
     torch.testing.assert_close(rise(x), rise(x, target=pred))
     other = (pred + 1) % 3
     assert not torch.allclose(rise(x), rise(x, target=other))
+
+
+def test_per_image_targets_pair_with_their_images() -> None:
+    # different classes per image; chunks of 7 cut the runs of masks of one image
+    model = _cnn(2)
+    x = torch.rand(3, 3, 8, 8)
+    t = torch.tensor([2, 0, 1])
+    rise = RISE(model, 30, 4, 0.5, batch_size=7, seed=1, normalize=False)
+    whole = rise(x, target=t)
+    one = torch.cat([rise(x[i:i + 1], target=int(t[i])) for i in range(3)])
+    torch.testing.assert_close(whole, one, atol=1e-6, rtol=0)
+    assert not torch.allclose(whole, rise(x, target=int(t[0])))
+
+
+class _SyncCounter(TorchDispatchMode):
+    """Counts device-to-host reads (``.item()``, ``int(tensor)``, a 0-d tensor used as an index)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+        if func is torch.ops.aten._local_scalar_dense.default:
+            self.count += 1
+        return func(*args, **(kwargs or {}))
+
+
+def test_host_syncs_do_not_grow_with_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
+    # On a GPU every device-to-host read stalls the queue; the number of reads must not depend on the
+    # number of chunks.  Dispatch modes do not see inference-mode tensors, so no_grad stands in for it.
+    from xairepro.explain import GroupCAM
+    from xairepro.metrics import InsertionDeletionProtocol, insertion_deletion
+
+    monkeypatch.setattr(torch, "inference_mode", torch.no_grad)
+    model = _cnn(3)
+    x = torch.rand(3, 3, 8, 8)
+    t = torch.tensor([0, 2, 1])
+    sal = torch.rand(3, 8, 8)
+    proto = InsertionDeletionProtocol(pixels_per_step=4, n_steps=None, blur_kernel=3, target="label")
+    runs = {
+        "rise": lambda bs: RISE(model, 40, 4, 0.5, batch_size=bs, seed=0)(x, target=t),
+        "groupcam": lambda bs: GroupCAM(model, "2", groups=2, blur_kernel=3, batch_size=bs)(x, target=t),
+        "insertion_deletion": lambda bs: insertion_deletion(model, x, sal, proto, labels=t, batch_size=bs),
+    }
+    for name, run in runs.items():
+        counts = []
+        for bs in (3, 1000):
+            run(bs)   # masks generated, caches warm
+            with _SyncCounter() as counter:
+                run(bs)
+            counts.append(counter.count)
+        assert counts[0] == counts[1], (name, counts)
 
 
 def test_bad_inputs() -> None:

@@ -53,6 +53,21 @@ def _images(ds: Any, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor |
     return x.float(), torch.as_tensor(y).long(), (masks.bool() if masks is not None else None)
 
 
+def _device(name: str) -> torch.device:
+    """``--device``: auto (CUDA when there is one), cpu, cuda, cuda:N; a bad or missing device is bad usage."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(name)
+    except RuntimeError:
+        raise UsageError(f"--device must be auto, cpu, cuda or cuda:N, got {name!r}") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise UsageError(f"--device {name} but CUDA is not available on this machine")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise UsageError(f"--device {name} but this machine has {torch.cuda.device_count()} CUDA device(s)")
+    return dev
+
+
 def run_saliency(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, seg: torch.Tensor | None, *,
                  methods: list[str], protocol: Any, rise_masks: int = N_MASKS, batch_size: int | None = None,
                  seed: int = 0, target_layer: str | None = None, progress: Any = None
@@ -174,13 +189,13 @@ def register(app: typer.Typer) -> None:
                              f"choose from {', '.join(SALIENCY_METHODS)}")
         names = list(dict.fromkeys(names))
         proto = InsertionDeletionProtocol.preset(protocol)
-        for flag, value in (("--n-images", n_images), ("--rise-masks", rise_masks), ("--batch-size", batch_size)):
+        for flag, value in (("--n-images", n_images), ("--rise-masks", rise_masks), ("--batch-size", batch_size),
+                            ("--grid-images", grid_images)):
             if value is not None and value < 1:
                 raise UsageError(f"{flag} must be >= 1, got {value}")
         if not checkpoint.is_file():
             raise UsageError(f"checkpoint {str(checkpoint)!r} does not exist")
-        dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
-                           "cpu" if device == "auto" else device)
+        dev = _device(device)
         options = _parse_options(data_options)
         ds = load(data, split, data_dir, seed=seed, **options)
         model = load_model(checkpoint, map_location=dev)

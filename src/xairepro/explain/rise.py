@@ -128,6 +128,7 @@ class RISE:
         with preserved_state(self.model), torch.inference_mode():
             logits = torch.cat([self.model(xs[i:i + self.batch_size]) for i in range(0, b, self.batch_size)])
             t = resolve_targets(target, logits, b, x.device)
+            classes = t.tolist()          # one host copy: a 0-d CUDA index below would sync once per run
             dtype = torch.promote_types(xs.dtype, torch.float32)
             flat_masks = flat_masks.to(dtype)
             image_masks = masks[:, None].to(xs.dtype)                         # (N, 1, H, W)
@@ -154,7 +155,7 @@ class RISE:
                 if self.score == "softmax":
                     out = torch.softmax(out, dim=1)
                 for image, m0, offset, count in runs:                  # S_i += sum_n p_c(x_i * M_n) M_n
-                    p = out[offset:offset + count, t[image]]
+                    p = out[offset:offset + count, classes[image]]
                     sal[image].addmv_(flat_masks[m0:m0 + count].T, p)
             sal = (sal / (n * self.p1)).view(b, h, w)
         sal = sal.clone()

@@ -33,6 +33,8 @@ from xairepro.utils import preserved_state, progress
 
 __all__ = ["InsertionDeletionProtocol", "InsertionDeletionResult", "insertion_deletion", "pixel_ranks"]
 
+#: Steps when neither ``pixels_per_step`` nor ``n_steps`` is given (Petsiuk: step = ceil(HW / 28)).
+DEFAULT_N_STEPS = 28
 
 
 @dataclass(frozen=True)
@@ -40,13 +42,14 @@ class InsertionDeletionProtocol:
     """Every choice of an insertion/deletion run; stored with each result (``to_dict()``, ``digest``).
 
     Exactly one of ``pixels_per_step`` and ``n_steps`` is set; with ``n_steps`` the step is
-    ceil(HW / n_steps) pixels.  Substrates are in pixel space ([0, 1] images; models carry their own
-    normalisation): "zeros" is black, "blur" is a Gaussian blur (``blur_kernel``, ``blur_sigma``,
-    reflected borders) of the image itself.
+    ceil(HW / n_steps) pixels.  When neither is given, ``n_steps = 28`` (Petsiuk's step), so
+    ``InsertionDeletionProtocol(pixels_per_step=10)`` alone is valid (SPEC 9).  Substrates are in pixel
+    space ([0, 1] images; models carry their own normalisation): "zeros" is black, "blur" is a Gaussian
+    blur (``blur_kernel``, ``blur_sigma``, reflected borders) of the image itself.
     """
 
     pixels_per_step: int | None = None
-    n_steps: int | None = 28
+    n_steps: int | None = None
     insertion_start: str = "blur"
     blur_kernel: int = 11
     blur_sigma: float = 5.0
@@ -59,6 +62,8 @@ class InsertionDeletionProtocol:
     name: str = "custom"
 
     def __post_init__(self) -> None:
+        if self.pixels_per_step is None and self.n_steps is None:
+            object.__setattr__(self, "n_steps", DEFAULT_N_STEPS)
         if (self.pixels_per_step is None) == (self.n_steps is None):
             raise UsageError("set exactly one of pixels_per_step and n_steps "
                              f"(got pixels_per_step={self.pixels_per_step}, n_steps={self.n_steps})")
