@@ -160,6 +160,18 @@ def test_resume_after_crash_is_bit_identical(tmp_path: Path):
     assert done.epochs_run == 0 and _same(_weights(again), _weights(reference))
 
 
+def test_validation_with_ema_evaluates_the_averaged_weights():
+    x, y = _digits8()
+    data, val = (x[:300], y[:300]), (x[300:500], y[300:500])
+    cfg = _cfg(epochs=2, ema=0.9)
+    model = _mlp()
+    result = Engine(cfg).fit(model, ClassifierObjective(), data, val)
+    # after fit the model holds the EMA weights (no early stopping); evaluating them again gives the last record
+    again = Engine(cfg).evaluate(model, ClassifierObjective(), val)
+    assert again["loss"] == pytest.approx(result.last["val/loss"], rel=1e-6)
+    assert again["accuracy"] == pytest.approx(result.last["val/accuracy"], abs=1e-9)
+
+
 def test_resume_with_other_config_or_model_is_refused(tmp_path: Path):
     x, y = _digits8()
     data = (x[:200], y[:200])

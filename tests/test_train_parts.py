@@ -63,6 +63,19 @@ def test_per_epoch_cosine_with_warmup_is_applied_by_the_engine():
     assert lrs == pytest.approx([e for e in expected_epoch for _ in range(2)], abs=1e-12)
 
 
+def test_grad_clip_scales_the_step_to_the_max_norm_and_val_every_skips_epochs():
+    # loss = w with d loss / dw = 1: clipping to 0.25 makes every plain SGD step 0.5 * 0.25 / (1 + 1e-6)
+    # (clip_grad_norm_ scales by max_norm / (norm + 1e-6))
+    cfg = TrainConfig(epochs=5, batch_size=4, accelerator="cpu", grad_clip=0.25, val_every=2,
+                      optimizer=OptimizerConfig(name="sgd", lr=0.5, momentum=0.0))
+    model, obj = _Slope(), _Record()
+    result = Engine(cfg).fit(model, obj, (torch.zeros(8, 1),), (torch.zeros(4, 1),))
+    ws = [s["w"].item() for s in obj.seen] + [model.w.item()]
+    assert [ws[k] - ws[k + 1] for k in range(len(ws) - 1)] == pytest.approx([0.125 / (1 + 1e-6)] * 10, abs=1e-12)
+    # validation after epochs 2 and 4 (every 2nd) and after the last one
+    assert [h["epoch"] for h in result.history if "val/loss" in h] == [2, 4, 5]
+
+
 @pytest.mark.parametrize("name", ["none", "cosine", "lico-cosine", "step"])
 def test_lr_factor_formulas(name):
     cfg = ScheduleConfig(name=name, warmup=3, milestones=[5, 8], gamma=0.5)
