@@ -10,6 +10,38 @@ import typer
 DEFAULT_PRESET = "quick"
 
 
+def print_results(out_dir: Path) -> None:
+    """Print the claim verdicts and the summary table (ours vs published) of a finished run."""
+    import json
+
+    import pandas as pd
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    claims_path, summary_path = out_dir / "claims.json", out_dir / "summary.csv"
+    if claims_path.is_file():
+        table = Table(title="Claims", title_justify="left")
+        for col in ("experiment", "claim", "verdict", "numbers that decided"):
+            table.add_column(col, overflow="fold")
+        colour = {"holds": "green", "fails": "red", "inconclusive": "yellow"}
+        for exp, claims in json.loads(claims_path.read_text()).items():
+            for c in claims:
+                table.add_row(exp, c["text"], f"[{colour.get(c['status'], 'white')}]{c['status']}[/]", c["reason"])
+        console.print(table)
+    if summary_path.is_file():
+        frame = pd.read_csv(summary_path)
+        table = Table(title="Results (mean ± std over seeds; published value where the study gives one)",
+                      title_justify="left")
+        for col in ("experiment", "dataset", "variant", "metric", "ours", "published"):
+            table.add_column(col, overflow="fold", justify="right" if col in ("ours", "published") else "left")
+        for row in frame.itertuples(index=False):
+            ours = f"{row.mean:.4g}" + (f" ± {row.std:.2g}" if pd.notna(row.std) else "")
+            ref = "" if pd.isna(row.reference) else f"{row.reference:.4g}"
+            table.add_row(row.experiment, row.dataset, row.variant, row.metric, ours, ref)
+        console.print(table)
+
+
 def register(app: typer.Typer) -> None:
     @app.command("reproduce")
     def reproduce_command(
@@ -27,14 +59,18 @@ def register(app: typer.Typer) -> None:
                                                  "(EXPERIMENT.key=v); repeatable."),
         force: bool = typer.Option(False, "--force", help="Recompute every cell, ignoring the cache."),
         progress: bool = typer.Option(True, "--progress/--no-progress", help="Show the progress display."),
+        download: bool = typer.Option(False, "--download", help="Let experiments fetch missing real data sets "
+                                      "from their official sources (never done otherwise)."),
     ) -> int:
         """Run the studies' experiments (cached, resumable) and write results.csv, report.md, index.html."""
         from xairepro.report import render_report
         from xairepro.runner import reproduce
 
         summary = reproduce(studies or [], preset=preset, out_dir=out, data_dir=data_dir, executor=executor,
-                            address=address, overrides=overrides or [], force=force, show_progress=progress)
+                            address=address, overrides=overrides or [], force=force, download=download,
+                            show_progress=progress)
         _, html = render_report(summary.out_dir)
+        print_results(summary.out_dir)
         print(f"{summary.total} cells: {summary.computed} computed, {summary.cached} cached, "
               f"{summary.failed} failed ({summary.wall_time_s:.1f} s) -> {html}")
         for failure in summary.failures:

@@ -18,6 +18,8 @@ def register(app: typer.Typer) -> None:
         out: Path = typer.Option(None, "--out", help="Output folder (default: the config's out_dir); "
                                  "a folder holding the same run resumes it."),
         progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar per epoch."),
+        download: bool = typer.Option(False, "--download", help="Fetch a missing real data set from its "
+                                      "official source (same as --set data.options.download=true)."),
     ) -> int:
         """Train a model through the engine, print its final metrics and save it (out_dir/model.pt)."""
         from rich.console import Console
@@ -26,7 +28,8 @@ def register(app: typer.Typer) -> None:
         from xairepro.config import resolve_config
         from xairepro.experiments.training import RunConfig, train_run
 
-        cfg = resolve_config(RunConfig, file=config, overrides=overrides or [])
+        overrides = list(overrides or []) + (["data.options.download=true"] if download else [])
+        cfg = resolve_config(RunConfig, file=config, overrides=overrides)
         if out is not None:
             cfg.out_dir = str(out)
         outcome = train_run(cfg, progress=progress)

@@ -56,7 +56,7 @@ def missing_error(display: str, names: Sequence[str], candidates: Sequence[Path]
                   *, downloadable: bool) -> DataNotFoundError:
     """One-line error: the files expected, the folders searched, and where to get them."""
     shown = ", ".join(str(c) for c in candidates[:4]) + (" ..." if len(candidates) > 4 else "")
-    how = ("pass download=True (xairepro train: --set data.options.download=true) or get them from"
+    how = ("pass download=True (CLI: --download on xairepro train or reproduce) or get them from"
            if downloadable else "get them from")
     return DataNotFoundError(
         f"{display} not found: expected {', '.join(names)} in one of: {shown}; {how} {where} "

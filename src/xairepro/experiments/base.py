@@ -115,6 +115,7 @@ class Context:
     device: str              # "cpu" or "cuda"
     seed: int                # = cell.seed
     models: ModelStore       # trained-model cache shared by all experiments of the output folder
+    download: bool = False   # the user asked (--download) to fetch missing real data sets; pass it to load()
 
 
 @dataclass(frozen=True)

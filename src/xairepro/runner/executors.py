@@ -39,6 +39,7 @@ class Job:
     work_dir: Path
     data_dir: Path | None
     models_dir: Path
+    download: bool = False
 
 
 def _device(cell: Cell) -> str:
@@ -89,7 +90,7 @@ def execute_cell(job: Job) -> CellOutcome:
         torch.set_num_threads(max(1, int(cell.num_cpus)))
         seed_everything(int(cell.seed))
         ctx = Context(cache_dir=job.work_dir, data_dir=job.data_dir, device=_device(cell),
-                      seed=int(cell.seed), models=ModelCache(job.models_dir))
+                      seed=int(cell.seed), models=ModelCache(job.models_dir), download=job.download)
         records = _check_records(job, job.experiment.run_cell(cell, ctx))
     except Exception as exc:  # noqa: BLE001 - a failing cell is reported, the others go on
         message = (str(exc).strip().splitlines() or [""])[0]

@@ -133,12 +133,14 @@ def reproduce(
     address: str | None = None,
     overrides: Sequence[str] = (),
     force: bool = False,
+    download: bool = False,
     show_progress: bool = True,
     console: Console | None = None,
 ) -> RunSummary:
     """Run (or resume) the named studies (all offering ``preset`` when none is named) into ``out_dir``.
 
-    Writes ``run.json``, ``cells/``, ``results.csv``, ``summary.csv``, ``claims.json``, ``figures.json``,
+    ``download=True`` lets experiments fetch missing real data sets (never implied; the data are the same
+    either way, so it is not part of any cell's key).  Writes ``run.json``, ``cells/``, ``results.csv``, ``summary.csv``, ``claims.json``, ``figures.json``,
     ``figures/`` and ``provenance.json``.  Returns a :class:`RunSummary`; failing cells do not stop the run.
     """
     t0 = time.perf_counter()
@@ -175,7 +177,7 @@ def reproduce(
             if cached is not None:
                 outcomes[cell.key] = cached
             else:
-                jobs.append(Job(by_name[name], cell, store.work_dir(cell), data_path, out / "models"))
+                jobs.append(Job(by_name[name], cell, store.work_dir(cell), data_path, out / "models", download))
     cell_of = {job.cell.key: job.cell for job in jobs}
     n_cached = len(outcomes)
     failures: list[CellOutcome] = []
@@ -210,6 +212,7 @@ def reproduce(
     write_json(out / "figures.json", figures)
     wall = time.perf_counter() - t0
     run_info = {"preset": preset, "executor": runner.name, "address": address, "force": force,
+                "download": download,
                 "overrides": list(overrides), "data_dir": None if data_path is None else str(data_path),
                 "started": started, "finished": _now(), "wall_time_s": round(wall, 3),
                 "cells_wall_time_s": round(sum(o.wall_time_s for o in outcomes.values()), 3),
