@@ -1,0 +1,74 @@
+"""The computation of one feature-consistency cell (heavy imports: torch, captum through explain)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from xairepro.config import resolve_config
+from xairepro.experiments.base import Cell, Context, Record
+from xairepro.experiments.labelfree_study.common import frac_metric
+from xairepro.experiments.labelfree_study.feature_consistency import PREFIX, FeatureSet, variant_name
+from xairepro.experiments.labelfree_study.models import load_tensors, pick_indices, trained_model
+from xairepro.utils import derive_seed
+
+__all__ = ["feature_consistency_records", "attribution_kwargs", "resolve_baseline"]
+
+
+def resolve_baseline(kind: str, ctx: Context, fs: FeatureSet) -> Any:
+    """zeros -> None (the methods' default, zeros); mean -> the mean training example; blur -> "blur"."""
+    if kind == "zeros":
+        return None
+    if kind == "blur":
+        return "blur"
+    x_train, _ = load_tensors(fs.model, "train", ctx)
+    return x_train.mean(0)
+
+
+def attribution_kwargs(method: str, ig_steps: int, gs_samples: int) -> dict[str, Any]:
+    if method == "integrated_gradients":
+        return {"n_steps": int(ig_steps)}
+    if method == "gradient_shap":
+        return {"n_samples": int(gs_samples)}
+    return {}
+
+
+def attributions(encoder: torch.nn.Module, x: Tensor, method: str, baseline: Any, *, seed: int,
+                 ig_steps: int, gs_samples: int, batch_size: int) -> Tensor | str:
+    """Label-free attributions of ``x`` by ``method`` ("random": the control, drawn later by the metric)."""
+    from xairepro.explain import LabelFreeAttribution
+
+    if method == "random":
+        return "random"
+    lf = LabelFreeAttribution(encoder, method)
+    base = None if method == "saliency" else baseline
+    return lf.attribute(x, baselines=base, seed=derive_seed(seed, method), batch_size=batch_size,
+                        **attribution_kwargs(method, ig_steps, gs_samples))
+
+
+def feature_consistency_records(cell: Cell, ctx: Context) -> list[Record]:
+    """Train-or-fetch the set's encoder, attribute its test examples, mask, record the latent shifts."""
+    from xairepro.metrics import feature_consistency
+
+    p = cell.params
+    fs = resolve_config(FeatureSet, values=dict(p["feature_set"]))
+    trained = trained_model(ctx, fs.model, cell.seed)
+    encoder = trained.model.encoder
+    x, y = load_tensors(fs.model, "test", ctx)
+    x = x[pick_indices(y, fs.n_test, cell.seed, balanced=False, key="feature-test").to(x.device)]
+    baseline = resolve_baseline(fs.baseline, ctx, fs)
+    replacements = {r: resolve_baseline(r, ctx, fs) if r == "mean" else r for r in fs.replacements}
+    fractions = [float(f) for f in p["fractions"]]
+    records = []
+    for method in p["methods"]:
+        attr = attributions(encoder, x, method, baseline, seed=cell.seed, ig_steps=p["ig_steps"],
+                            gs_samples=p["gradient_shap_samples"], batch_size=p["batch_size"])
+        for replacement, value in replacements.items():
+            shifts = feature_consistency(encoder, x, attr, fractions, replacement=value,
+                                         seed=derive_seed(cell.seed, "random"), batch_size=p["batch_size"])
+            variant = variant_name(method, replacement, fs.replacements[0])
+            records += [cell.record(frac_metric(PREFIX, f), float(s), variant=variant)
+                        for f, s in zip(fractions, shifts.tolist())]
+    return records
