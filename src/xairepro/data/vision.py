@@ -9,12 +9,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
+import torch.nn.functional as F
+
 from xairepro.data.class_names import CIFAR10_NAMES, CIFAR100_NAMES, DIGIT_NAMES, FASHION_MNIST_NAMES, prompt_name
 from xairepro.data.dataset import ArraySource, TensorXDataset
 from xairepro.data.files import cached
 from xairepro.data.info import DatasetInfo
 from xairepro.data.readers import read_cifar_batches, read_cifar_meta, read_mnist, read_svhn
 from xairepro.data.registry import LoadRequest, register_dataset
+from xairepro.errors import UsageError
 
 # Per-channel statistics of the training files in [0, 1] (the values in common use).
 MNIST_MEAN, MNIST_STD = (0.1307,), (0.3081,)
@@ -30,6 +34,8 @@ FASHION_MNIST_URL = "https://github.com/zalandoresearch/fashion-mnist"
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 CIFAR100_URL = "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz"
 SVHN_URL = "http://ufldl.stanford.edu/housenumbers/ (train_32x32.mat, test_32x32.mat)"
+#: MNIST / Fashion-MNIST sizes: the files' 28 px, or 32 px resized bilinearly (32 x 32 VAE inputs).
+MNIST_SIZES = (28, 32)
 
 
 def _group(split: str) -> str:
@@ -44,11 +50,29 @@ def _idx_set(req: LoadRequest, display: str, candidates: list[Path], where: str,
 
         getattr(tvd, tv_class)(str(root), train=True, download=True)
 
+    size = req.option("size")
+    if size not in MNIST_SIZES or isinstance(size, bool):
+        raise UsageError(f"size must be one of {', '.join(map(str, MNIST_SIZES))}, got {size!r}")
     found = req.find(display, names, candidates, where, download=download, allow_gz=True)
     paths = [found[n] for n in names]
-    images, labels = cached(req.name, paths, lambda: read_mnist(*paths))
+    if size == 28:
+        images, labels = cached(req.name, paths, lambda: read_mnist(*paths))
+    else:
+        images, labels = cached(f"{req.name}@{size}", paths, lambda: _resized(*read_mnist(*paths), size))
     idx = req.official_indices(labels.numel())
-    return TensorXDataset(req.info, req.split, idx, labels, ArraySource(images, 255.0))
+    info = req.info.replace(input_shape=(1, size, size))
+    return TensorXDataset(info, req.split, idx, labels, ArraySource(images, 255.0))
+
+
+def _resized(images: torch.Tensor, labels: torch.Tensor, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """uint8 (N, 1, 28, 28) -> uint8 (N, 1, size, size), bilinear and rounded (torchvision's Resize on the
+    PIL image, then ToTensor: what the label-free study's VAE experiment fed its 32 px models)."""
+    out = torch.empty((images.shape[0], 1, size, size), dtype=torch.uint8)
+    for start in range(0, images.shape[0], 4096):
+        part = images[start:start + 4096].to(torch.float32)
+        part = F.interpolate(part, size=(size, size), mode="bilinear", align_corners=False)
+        out[start:start + 4096] = part.round_().clamp_(0, 255).to(torch.uint8)
+    return out, labels
 
 
 def build_mnist(req: LoadRequest) -> TensorXDataset:
@@ -114,13 +138,14 @@ def _register() -> None:
     common = dict(task="classification", num_classes=10, bundled=False)
     register_dataset(DatasetInfo(
         name="mnist", input_shape=(1, 28, 28), class_names=DIGIT_NAMES, mean=MNIST_MEAN, std=MNIST_STD,
-        source=MNIST_URL, description="MNIST handwritten digits, 60,000 train / 10,000 test files, 28x28 grey",
-        options=(("val_size", 0.05),), **common), build_mnist)
+        source=MNIST_URL, description="MNIST handwritten digits, 60,000 train / 10,000 test files, 28x28 grey "
+        "(size=32: resized bilinearly)", options=(("val_size", 0.05), ("size", 28)), **common), build_mnist)
     register_dataset(DatasetInfo(
         name="fashion-mnist", input_shape=(1, 28, 28), class_names=FASHION_MNIST_NAMES,
         mean=FASHION_MNIST_MEAN, std=FASHION_MNIST_STD, source=FASHION_MNIST_URL,
-        description="Fashion-MNIST clothing items, 60,000 train / 10,000 test files, 28x28 grey",
-        options=(("val_size", 0.05),), **common), build_fashion_mnist, aliases=("fmnist",))
+        description="Fashion-MNIST clothing items, 60,000 train / 10,000 test files, 28x28 grey (size=32: "
+        "resized bilinearly)", options=(("val_size", 0.05), ("size", 28)), **common), build_fashion_mnist,
+        aliases=("fmnist",))
     register_dataset(DatasetInfo(
         name="cifar10", input_shape=(3, 32, 32), class_names=CIFAR10_NAMES, mean=CIFAR10_MEAN, std=CIFAR10_STD,
         source=CIFAR10_URL, augmentation="crop-flip",

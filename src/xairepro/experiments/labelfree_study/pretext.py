@@ -1,0 +1,280 @@
+"""Pretext tasks: are the representations interchangeable? (seed 003, Table 3; claim 3.)
+
+Per run, four encoders with the same architecture (d = 4) are trained: autoencoders for reconstruction,
+denoising (x + 0.3 N(0, 1)) and inpainting (20% of the pixels dropped), and a classifier.  Between every
+pair of tasks we record the Pearson (and Spearman) correlation of
+- their saliency maps |label-free GradientShap| (and IG) on the test images, and
+- their DkNN example-importance scores (test x training subset),
+pooled over all examples as the original code did (``pooled=False``: per example, then averaged).
+Published: Tables 3a/3b (MNIST), 5/6 (Fashion-MNIST), 7 (IG).
+
+Claim 3 (per data set): (a) the representations are not interchangeable: every correlation is
+confidently below ``interchangeable_threshold`` (0.7, a strong correlation); (b) the example
+importance is less correlated between tasks than the saliency maps (mean over pairs, paired by run).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from xairepro.config import config_to_dict
+from xairepro.errors import ConfigError
+from xairepro.experiments.base import (
+    Cell, Claim, Context, Figure, MetricSpec, Record, Reference, Results, TableSpec, Verdict,
+)
+from xairepro.experiments.labelfree_study.common import (
+    PAPER_MNIST_DAE, QUICK_MNIST_DAE, SOURCE, STUDY_DATA, LabelFreeExperiment, ModelSetup, check_seeds,
+    stand_in_note,
+)
+from xairepro.experiments.labelfree_study.references import PAIRS, TASK_LABELS, TASKS, pair_metric, published
+from xairepro.experiments.labelfree_study.stats import (
+    CLAIM_Z, Difference, bounded_above, combine, paired_difference,
+)
+
+__all__ = ["PretextSet", "PretextConfig", "PretextExperiment", "task_setup", "PRETEXT_METHODS"]
+
+PRETEXT_METHODS = ("gradient_shap", "integrated_gradients", "saliency")
+SET_KEYS = ("mnist", "fashion_mnist")
+PERTURBATIONS = {"rec": "identity", "den": "noise", "inp": "mask"}
+STATISTICS = ("pearson", "spearman")
+
+
+@dataclass
+class PretextSet:
+    """One data set of the pretext study: the autoencoders' setup (its perturbation is set per task),
+    the classifier's, and the explained examples (None = the whole split)."""
+
+    autoencoder: ModelSetup = field(default_factory=ModelSetup)
+    classifier: ModelSetup = field(default_factory=ModelSetup)
+    n_test: int | None = None
+    n_train: int = 1000
+    balance_train: bool = True
+
+    def validate(self, key: str = "pretext_set") -> None:
+        self.autoencoder.validate(f"{key}.autoencoder")
+        self.classifier.validate(f"{key}.classifier")
+        if self.autoencoder.method != "ae" or self.classifier.method != "ce":
+            raise ConfigError(f"{key}: autoencoder.method must be 'ae' and classifier.method 'ce'")
+        if self.autoencoder.data != self.classifier.data:
+            raise ConfigError(f"{key}: the autoencoders and the classifier must use the same data set")
+        if (self.n_test is not None and self.n_test < 1) or self.n_train < 1:
+            raise ConfigError(f"{key}: n_test (or null) and n_train must be >= 1")
+
+
+def task_setup(ps: PretextSet, task: str) -> ModelSetup:
+    """The model setup of ``task`` (rec, den, inp: the autoencoder with that perturbation; clas)."""
+    if task == "clas":
+        return ps.classifier
+    from dataclasses import replace
+
+    options = {**ps.autoencoder.method_options, "perturbation": PERTURBATIONS[task]}
+    return replace(ps.autoencoder, method_options=options)
+
+
+def _classifier(ae: dict[str, Any]) -> dict[str, Any]:
+    """The classifier with the autoencoder's encoder and training (identity normalisation as the original)."""
+    return {**ae, "model": "mnist-classifier", "model_kwargs": {**ae["model_kwargs"], "mean": [0.0], "std": [1.0]},
+            "method": "ce", "method_options": {}, "checkpoint_every": 0}
+
+
+def _set(ae: dict[str, Any], n_test: int | None, n_train: int) -> dict[str, Any]:
+    return {"autoencoder": ae, "classifier": _classifier(ae), "n_test": n_test, "n_train": n_train}
+
+
+#: The pretext study trained with batch 300 (the consistency checks with 200), 5 runs.
+PAPER_PRETEXT_AE = {**PAPER_MNIST_DAE, "batch_size": 300, "checkpoint_every": 0}
+PAPER_FASHION_AE = {**PAPER_PRETEXT_AE, "data": "fashion-mnist"}
+
+
+@dataclass
+class PretextConfig:
+    """Data sets (``mnist``, ``fashion_mnist``), runs, saliency methods, claim settings."""
+
+    datasets: list[str] = field(default_factory=lambda: ["mnist"])
+    mnist: PretextSet = field(default_factory=lambda: PretextSet(
+        ModelSetup(**PAPER_PRETEXT_AE), ModelSetup(**_classifier(PAPER_PRETEXT_AE))))
+    fashion_mnist: PretextSet = field(default_factory=lambda: PretextSet(
+        ModelSetup(**PAPER_FASHION_AE), ModelSetup(**_classifier(PAPER_FASHION_AE))))
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2, 3, 4])
+    saliency_methods: list[str] = field(default_factory=lambda: ["gradient_shap"])
+    ig_steps: int = 50
+    gradient_shap_samples: int = 5
+    pooled: bool = True
+    batch_size: int = 500
+    interchangeable_threshold: float = 0.7
+    claim_z: float = CLAIM_Z
+    use_gpu: bool = False
+
+    def validate(self) -> None:
+        check_seeds(self.seeds)
+        bad = [d for d in self.datasets if d not in SET_KEYS]
+        if not self.datasets or bad or len(set(self.datasets)) != len(self.datasets):
+            raise ConfigError(f"datasets must be distinct keys of {', '.join(SET_KEYS)}; got {self.datasets}")
+        for key in self.datasets:
+            getattr(self, key).validate(key)
+        bad = [m for m in self.saliency_methods if m not in PRETEXT_METHODS]
+        if not self.saliency_methods or bad or len(set(self.saliency_methods)) != len(self.saliency_methods):
+            raise ConfigError(f"saliency_methods must be distinct values of {', '.join(PRETEXT_METHODS)}; "
+                              f"got {self.saliency_methods}")
+        if self.ig_steps < 1 or self.gradient_shap_samples < 1 or self.batch_size < 1:
+            raise ConfigError("ig_steps, gradient_shap_samples and batch_size must be >= 1")
+        if not 0 < self.interchangeable_threshold <= 1 or self.claim_z <= 0:
+            raise ConfigError("interchangeable_threshold must be in (0, 1] and claim_z > 0")
+
+
+def _metric_specs() -> dict[str, MetricSpec]:
+    out = {}
+    for kind in ("saliency", "example"):
+        for stat in STATISTICS:
+            for a, b in PAIRS:
+                what = "saliency maps" if kind == "saliency" else "example importance"
+                out[pair_metric(kind, stat, a, b)] = MetricSpec(
+                    f"{stat.capitalize()}, {what}, {TASK_LABELS[a]} vs {TASK_LABELS[b]}")
+    return out
+
+
+class PretextExperiment(LabelFreeExperiment):
+    name = "labelfree-pretext"
+    title = "Pretext tasks: correlation of saliency maps and example importance between tasks"
+    reproduces = "seed 003, Table 3 (and Tables 5, 6: Fashion-MNIST; Table 7: Integrated Gradients)"
+    version = "1"
+    config_class = PretextConfig
+    presets = {
+        "quick": {"datasets": ["mnist"], "seeds": [0, 1], "ig_steps": 16,
+                  "saliency_methods": ["gradient_shap", "integrated_gradients"],
+                  "mnist": _set(QUICK_MNIST_DAE, None, 300)},
+        "paper": {"datasets": ["mnist", "fashion_mnist"], "seeds": [0, 1, 2, 3, 4], "ig_steps": 50,
+                  "saliency_methods": ["gradient_shap", "integrated_gradients"], "use_gpu": True,
+                  "mnist": _set(PAPER_PRETEXT_AE, None, 1000), "fashion_mnist": _set(PAPER_FASHION_AE, None, 1000)},
+    }
+    metrics = _metric_specs()
+    tables = (
+        TableSpec("Pearson correlation of the saliency maps between pretext tasks",
+                  tuple(pair_metric("saliency", "pearson", a, b) for a, b in PAIRS),
+                  "seed 003, Tables 3a, 5, 7"),
+        TableSpec("Pearson correlation of the example importance (DkNN) between pretext tasks",
+                  tuple(pair_metric("example", "pearson", a, b) for a, b in PAIRS), "seed 003, Tables 3b, 6"),
+        TableSpec("Spearman correlations (computed by the original code, not published in the seed)",
+                  tuple(pair_metric(k, "spearman", a, b) for k in ("saliency", "example") for a, b in PAIRS)),
+    )
+
+    def cells(self, cfg: PretextConfig) -> list[Cell]:
+        out = []
+        for key in cfg.datasets:
+            ps: PretextSet = getattr(cfg, key)
+            params = {"set": key, "pretext_set": config_to_dict(ps), "saliency_methods": list(cfg.saliency_methods),
+                      "ig_steps": cfg.ig_steps, "gradient_shap_samples": cfg.gradient_shap_samples,
+                      "pooled": cfg.pooled, "batch_size": cfg.batch_size}
+            out += [self.study_cell(cfg, ps.autoencoder.data, "tasks", seed, params) for seed in cfg.seeds]
+        return out
+
+    def run_cell(self, cell: Cell, ctx: Context) -> list[Record]:
+        from xairepro.experiments.labelfree_study.pretext_runs import pretext_records
+
+        return pretext_records(cell, ctx)
+
+    def references(self, cfg: PretextConfig) -> list[Reference]:
+        out = []
+        for key in cfg.datasets:
+            data = getattr(cfg, key).autoencoder.data
+            study_key = key.replace("_", "-")
+            for kind, methods in (("saliency", cfg.saliency_methods), ("example", ["dknn"])):
+                for method in methods:
+                    table = published(study_key, kind, method)
+                    if table is None:
+                        continue
+                    note = stand_in_note(study_key, data) + "; published std over 5 runs (ddof 0)"
+                    out += [Reference(data, method, pair_metric(kind, "pearson", a, b), mean, std,
+                                      f"{SOURCE}, {table.table}", note)
+                            for (a, b), (mean, std) in table.pairs().items()]
+        return out
+
+    def claims(self, cfg: PretextConfig) -> list[Claim]:
+        out = []
+        method = "gradient_shap" if "gradient_shap" in cfg.saliency_methods else cfg.saliency_methods[0]
+        for key in cfg.datasets:
+            data = getattr(cfg, key).autoencoder.data
+            name = STUDY_DATA[key.replace("_", "-")] + (f" ({data})" if data != key.replace("_", "-") else "")
+            out.append(Claim(
+                f"claim3-{key}",
+                f"Claim 3 on {name}: representations of different pretext tasks are not interchangeable: "
+                f"every Pearson correlation between tasks (saliency maps by {method}, DkNN example importance) "
+                f"is below {cfg.interchangeable_threshold:g}",
+                _interchangeable_check(cfg, data, method), SOURCE + ", Section 4.1 (Table 3)"))
+            out.append(Claim(
+                f"claim3-{key}-examples-weaker",
+                f"Claim 3 on {name} (Table 3a vs 3b): example importance is less correlated between tasks than "
+                "saliency (moderate vs weak correlations)",
+                _weaker_check(cfg, data, method), SOURCE + ", Section 4.1 (Table 3)"))
+        return out
+
+    def figures(self, results: Results, out_dir: Path) -> list[Figure]:
+        import numpy as np
+
+        from xairepro.experiments.labelfree_study.figures import correlation_heatmaps
+
+        out = []
+        frame = results.frame
+        for dataset in dict.fromkeys(frame["dataset"]):
+            panels = []
+            for variant in dict.fromkeys(frame[frame["dataset"] == dataset]["variant"]):
+                kind = "example" if variant == "dknn" else "saliency"
+                mean, std = np.eye(len(TASKS)), np.zeros((len(TASKS), len(TASKS)))
+                for a, b in PAIRS:
+                    i, j = TASKS.index(a), TASKS.index(b)
+                    values = results.values(pair_metric(kind, "pearson", a, b), dataset, variant)
+                    m = float(np.nanmean(values)) if values.size else np.nan
+                    s = float(np.nanstd(values, ddof=1)) if values.size > 1 else np.nan
+                    mean[i, j] = mean[j, i] = m
+                    std[i, j] = std[j, i] = s
+                panels.append((f"{'examples (DkNN)' if kind == 'example' else 'saliency: ' + variant}",
+                               [TASK_LABELS[t] for t in TASKS], mean, std))
+            if panels:
+                path = correlation_heatmaps(panels, Path(out_dir) / f"pretext_{dataset}.png",
+                                            suptitle=f"Pearson correlation between pretext tasks on {dataset}")
+                out.append(Figure(path, f"Pretext tasks on {dataset}: mean ± std over runs of the Pearson correlation "
+                                        "between tasks (seed 003, Table 3 as heatmaps)"))
+        return out
+
+    def describe(self, cfg: PretextConfig) -> dict[str, Any]:
+        sets = {key: f"{getattr(cfg, key).autoencoder.data}: {getattr(cfg, key).n_test or 'all'} test images for "
+                     f"saliency and DkNN, {getattr(cfg, key).n_train} training examples for DkNN"
+                for key in cfg.datasets}
+        return {"data_sets": sets, "correlation": "pooled over all examples (as the original)" if cfg.pooled
+                else "per example, averaged", "attribution": f"|label-free {', '.join(cfg.saliency_methods)}|, "
+                f"IG {cfg.ig_steps} steps, GradientShap {cfg.gradient_shap_samples} samples, zero baseline"}
+
+
+def _values_by_seed(results: Results, metric: str, dataset: str, variant: str) -> dict[int, float]:
+    from xairepro.experiments.labelfree_study.stats import per_seed
+
+    return per_seed(results, metric, dataset, variant)
+
+
+def _interchangeable_check(cfg: PretextConfig, dataset: str, method: str):
+    def check(results: Results) -> Verdict:
+        outcomes: dict[str, Difference] = {}
+        for kind, variant in (("saliency", method), ("example", "dknn")):
+            for a, b in PAIRS:
+                values = list(_values_by_seed(results, pair_metric(kind, "pearson", a, b), dataset, variant).values())
+                outcomes[f"{kind} {a}-{b}"] = bounded_above(values, cfg.interchangeable_threshold, cfg.claim_z)
+        return combine(outcomes, claim=f"Pearson - {cfg.interchangeable_threshold:g}", want=-1)
+
+    return check
+
+
+def _weaker_check(cfg: PretextConfig, dataset: str, method: str):
+    def pair_mean(results: Results, kind: str, variant: str) -> dict[int, float]:
+        per_pair = [_values_by_seed(results, pair_metric(kind, "pearson", a, b), dataset, variant) for a, b in PAIRS]
+        seeds = set.intersection(*(set(p) for p in per_pair)) if per_pair else set()
+        return {s: sum(p[s] for p in per_pair) / len(per_pair) for s in seeds}
+
+    def check(results: Results) -> Verdict:
+        d = paired_difference(pair_mean(results, "saliency", method), pair_mean(results, "example", "dknn"),
+                              cfg.claim_z)
+        verdict = combine({"saliency - examples": d}, claim="mean Pearson over task pairs")
+        return Verdict(verdict.status, verdict.reason, {"difference": d.mean, "uncertainty": d.uncertainty})
+
+    return check
