@@ -32,6 +32,30 @@ def _deterministic() -> None:
     torch.manual_seed(0)
 
 
+def _single_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def one_thread():
+    """One intra-op thread for a test (small tensor ops on a shared 2-core machine: two threads mostly spin).
+
+    Use with ``pytestmark = pytest.mark.usefixtures("one_thread")``; the thread count is restored afterwards.
+    """
+    yield from _single_thread()
+
+
+@pytest.fixture(scope="module")
+def one_thread_module():
+    """``one_thread`` for a whole test module (its module-scoped fixtures run single-threaded too)."""
+    yield from _single_thread()
+
+
 # --------------------------------------------------------------------------------------------------
 # Shared trained models (session-scoped: trained once, used by every layer's tests; do not mutate).
 # --------------------------------------------------------------------------------------------------

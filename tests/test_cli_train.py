@@ -11,12 +11,7 @@ from xairepro.cli import main
 from xairepro.train import load_model
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 _FAST = ["--set", "train.accelerator=cpu", "--no-progress"]

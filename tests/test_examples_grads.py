@@ -11,13 +11,7 @@ from xairepro.explain import per_example_gradients
 from xairepro.explain.per_example_grads import random_projection, resolve_params
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small tensor ops: one thread avoids OpenMP spin-waits on a shared, loaded machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 class LinearAE(nn.Module):

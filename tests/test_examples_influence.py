@@ -12,13 +12,7 @@ from xairepro.explain import InfluenceFunctions
 from xairepro.explain.influence import SEED003_LISSA, arnoldi_eigenpairs
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small tensor ops: one thread avoids OpenMP spin-waits on a shared, loaded machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 class LinearAE(nn.Module):

@@ -10,13 +10,7 @@ from xairepro.errors import UsageError
 from xairepro.explain import DKNN, SimplEx
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small tensor ops: one thread avoids OpenMP spin-waits on a shared, loaded machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def encoder_and_rotated(seed: int = 0) -> tuple[nn.Module, nn.Module]:

@@ -10,13 +10,7 @@ from xairepro.errors import CheckpointError, UsageError
 from xairepro.explain import TracIn
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small tensor ops: one thread avoids OpenMP spin-waits on a shared, loaded machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 class ScalarAE(nn.Module):

@@ -16,13 +16,7 @@ from xairepro.lico.manifold import pairwise_distances
 from xairepro.lico.sinkhorn import squared_distances
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: on the shared, loaded 2-core machine two threads make small ops ~100x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread_module")
 
 
 def reference_sinkhorn(cost: np.ndarray, eps: float, n_iters: int) -> np.ndarray:

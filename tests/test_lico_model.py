@@ -17,13 +17,7 @@ from xairepro.lico.text_encoders import BertTextEncoder, minilm_path
 NAMES = ["cat", "dog", "ship"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: on the shared, loaded 2-core machine two threads make small ops ~100x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread_module")
 
 
 class TinyNet(nn.Module):

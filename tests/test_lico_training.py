@@ -13,13 +13,7 @@ from xairepro.train import ClassifierObjective, Engine, OptimizerConfig, Schedul
 from test_lico_model import NAMES, TinyNet, tiny_bert  # noqa: F401  (fixture)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: on the shared, loaded 2-core machine two threads make small ops ~100x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread_module")
 
 
 def _sgd_config(**kw) -> TrainConfig:

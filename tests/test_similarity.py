@@ -10,13 +10,7 @@ from xairepro.metrics import similarity_rates
 from xairepro.metrics.similarity import ks_from_fractions
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small tensor ops: one thread avoids OpenMP spin-waits on a shared, loaded machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def loop_reference(scores, y_train, y_test, ks):

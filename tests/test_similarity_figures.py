@@ -10,13 +10,7 @@ from xairepro.errors import UsageError
 from xairepro.report.example_figures import save_figure, similarity_rate_figure, similarity_rate_rows
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small tensor ops: one thread avoids OpenMP spin-waits on a shared, loaded machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 FRACTIONS = [0.05, 0.1, 0.2, 0.5, 1.0]

@@ -21,13 +21,7 @@ from xairepro.train import (
 )
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """The shared 2-core machine is oversubscribed; one intra-op thread avoids OpenMP spin-waits."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _digits8(split: str = "train") -> tuple[torch.Tensor, torch.Tensor]:
