@@ -1,0 +1,119 @@
+"""Seed 000, Tables 2 and 3: test accuracy of the baseline, LICO (MM + OT) and the loss ablation.
+
+Claims checked (over seeds, see :mod:`~xairepro.experiments.lico_study.stats`): the paper's claim 2
+(LICO consistently improves accuracy) and claim 3 (more classes benefit more), the paper's assertion that
+limited data benefits more (Section 4.2), and the study's findings that MM alone beats OT alone and that
+MM + OT does not beat MM alone (Section 4.3.1).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from xairepro.experiments.base import Cell, Claim, Context, Figure, MetricSpec, Record, Results, TableSpec, Verdict
+from xairepro.experiments.lico_study.common import QUICK_COMMON, StudyConfig, StudyExperiment, set_label
+from xairepro.experiments.lico_study.references import Published, accuracy_published
+from xairepro.experiments.lico_study.runs import trained_model
+from xairepro.experiments.lico_study.sets import VARIANT_LABELS, StudySet, get_study_set
+from xairepro.experiments.lico_study.stats import consistently, difference, gain_difference, never_above
+
+__all__ = ["AccuracyConfig", "LicoAccuracyExperiment", "accuracy_claims"]
+
+
+@dataclass
+class AccuracyConfig(StudyConfig):
+    """Tables 2 and 3: every data set of the study x baseline, MM only, OT only, LICO."""
+
+    datasets: list[str] = field(default_factory=lambda: ["imagenette", "cifar10", "cifar100", "cifar100-2500"])
+    variants: list[str] = field(default_factory=lambda: ["baseline", "mm", "ot", "lico"])
+
+
+def accuracy_claims(sets: list[StudySet], z: float) -> list[Claim]:
+    """The claims of Tables 2 and 3 over ``sets`` (the data sets of the run)."""
+    keys = [s.key for s in sets]
+    full = [s for s in sets if s.limited_of is None]
+    limited = [s for s in sets if s.limited_of in keys]
+
+    def effects(a: str, b: str, results: Results) -> dict[str, Any]:
+        return {k: difference(results, "accuracy", k, a, b) for k in keys}
+
+    def improves(results: Results) -> Verdict:
+        return consistently(effects("lico", "baseline", results), z, "LICO - baseline accuracy (points)")
+
+    def more_classes(results: Results) -> Verdict:
+        if not full:
+            return Verdict("inconclusive", "no full-data set in this run")
+        most = max(s.num_classes for s in full)
+        many = [s for s in full if s.num_classes == most]
+        few = [s for s in full if s.num_classes < most]
+        if not few:
+            return Verdict("inconclusive", "every data set of this run has the same number of classes")
+        gains = {f"{m.key} ({m.num_classes}) vs {f.key} ({f.num_classes})":
+                 gain_difference(results, "accuracy", m.key, f.key, "lico", "baseline") for m in many for f in few}
+        return consistently(gains, z, "LICO gain with more classes - gain with fewer (points)")
+
+    def limited_data(results: Results) -> Verdict:
+        if not limited:
+            return Verdict("inconclusive", "no limited-data set with its full-data counterpart in this run")
+        gains = {f"{s.key} vs {s.limited_of}": gain_difference(results, "accuracy", s.key, s.limited_of or "",
+                                                               "lico", "baseline") for s in limited}
+        return consistently(gains, z, "LICO gain with limited data - gain with full data (points)")
+
+    def mm_beats_ot(results: Results) -> Verdict:
+        return consistently(effects("mm", "ot", results), z, "MM only - OT only accuracy (points)")
+
+    def both_not_above_mm(results: Results) -> Verdict:
+        return never_above(effects("lico", "mm", results), z, "MM + OT - MM only accuracy (points)")
+
+    return [
+        Claim("claim-2-accuracy", "Paper's claim 2: training with LICO consistently improves classification "
+              "accuracy (the study finds it does not)", improves, "seed 000, Section 2 claim 2; Table 2"),
+        Claim("claim-3-more-classes", "Paper's claim 3: tasks with more classes benefit more from LICO "
+              "(the study finds they do not)", more_classes, "seed 000, Section 2 claim 3; Section 4.2"),
+        Claim("limited-data", "Paper's assertion: LICO helps more with limited data (the study finds the "
+              "opposite)", limited_data, "seed 000, Section 4.2; Table 2"),
+        Claim("finding-mm-beats-ot", "Study's finding: MM loss alone gives better accuracy than OT loss alone",
+              mm_beats_ot, "seed 000, Section 4.3.1; Table 3"),
+        Claim("finding-both-not-above-mm", "Study's finding: MM + OT together do not beat MM alone in accuracy",
+              both_not_above_mm, "seed 000, Section 4.3.1; Table 3"),
+    ]
+
+
+class LicoAccuracyExperiment(StudyExperiment):
+    """Trains every (data set, variant, seed) model once (shared with the other tables); records accuracy."""
+
+    name = "lico-accuracy"
+    title = "LICO: test accuracy, baseline vs LICO and the loss ablation"
+    reproduces = "seed 000, Tables 2 and 3"
+    config_class = AccuracyConfig
+    presets = {
+        "quick": {**QUICK_COMMON, "datasets": ["shapes-k4", "shapes-k12", "shapes-k12-limited"]},
+        "paper": {},
+    }
+    metrics = {"accuracy": MetricSpec("test accuracy (%)", higher_is_better=True)}
+    tables = (TableSpec("Test accuracy (%), baseline vs LICO and the loss ablation", ("accuracy",),
+                        "seed 000, Tables 2 and 3"),)
+
+    def published(self) -> list[Published]:
+        return accuracy_published()
+
+    def run_cell(self, cell: Cell, ctx: Context) -> list[Record]:
+        training, lico = self.settings(cell)
+        model = trained_model(ctx, get_study_set(cell.dataset), cell.variant, cell.seed, training, lico)
+        return [cell.record("accuracy", model.accuracy)]
+
+    def claims(self, cfg: AccuracyConfig) -> list[Claim]:
+        return accuracy_claims(cfg.sets(), cfg.significance)
+
+    def figures(self, results: Results, out_dir: Path) -> list[Figure]:
+        from xairepro.experiments.lico_study.figures import grouped_bars
+
+        datasets = list(dict.fromkeys(results.frame["dataset"]))
+        variants = list(dict.fromkeys(results.frame["variant"]))
+        groups = [(set_label(d), "accuracy", d) for d in datasets]
+        path = grouped_bars(results, [("Test accuracy", groups)], variants, VARIANT_LABELS, "accuracy (%)",
+                            Path(out_dir) / "accuracy.png")
+        return [] if path is None else [Figure(path, "Test accuracy (%) per data set and variant: mean ± std "
+                                               "over seeds, dots = seeds (seed 000, Tables 2 and 3)")]

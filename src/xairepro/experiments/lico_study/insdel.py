@@ -1,0 +1,185 @@
+"""Seed 000, Tables 1 and 4: insertion, deletion and Overall of Grad-CAM, Grad-CAM++ and RISE.
+
+The models are the accuracy table's (same run configs, same cache).  The study scored them with its
+``lico-fact`` code (label probability, 9 x 9 sigma-5 blur, 10 px steps, fully replaced image never
+scored): that protocol is the primary one and decides the claim; ``petsiuk`` is reported beside it as
+a second protocol variant.  Claim checked: the paper's claim 1, LICO consistently improves
+interpretability (Overall = insertion - deletion, every data set and saliency method).
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from xairepro.config import config_to_dict
+from xairepro.experiments.base import Cell, Claim, Context, Figure, MetricSpec, Record, Results, TableSpec, Verdict
+from xairepro.experiments.lico_study.common import (
+    QUICK_COMMON, StudyConfig, StudyExperiment, cell_dir, set_label,
+)
+from xairepro.experiments.lico_study.evaluation import (
+    EXAMPLES_FILE, METHOD_LABELS, SCORES, insdel_metric, saliency_scores,
+)
+from xairepro.experiments.lico_study.references import Published, insdel_published
+from xairepro.experiments.lico_study.runs import SaliencySettings, trained_model
+from xairepro.experiments.lico_study.sets import VARIANT_LABELS, StudySet, get_study_set
+from xairepro.experiments.lico_study.stats import consistently, difference
+
+__all__ = ["InsDelConfig", "LicoInsDelExperiment", "QUICK_SALIENCY", "insdel_metrics", "insdel_tables",
+           "interpretability_claim", "examples_figure"]
+
+#: The quick preset's explanations: 32 test images per model, 200 RISE masks.
+QUICK_SALIENCY: dict[str, Any] = {"n_images": 32, "rise_masks": 200}
+
+
+@dataclass
+class InsDelConfig(StudyConfig):
+    """Tables 1 and 4: CIFAR-10, CIFAR-100, Imagenette x the four variants, three saliency methods."""
+
+    datasets: list[str] = field(default_factory=lambda: ["cifar10", "cifar100", "imagenette"])
+    variants: list[str] = field(default_factory=lambda: ["baseline", "mm", "ot", "lico"])
+    saliency: SaliencySettings = field(default_factory=SaliencySettings)
+
+    def validate(self) -> None:
+        super().validate()
+        self.saliency.validate()
+
+
+def insdel_metrics(methods: tuple[str, ...] = ("gradcam", "gradcampp", "rise"),
+                   protocols: tuple[str, ...] = ("lico-fact", "petsiuk")) -> dict[str, MetricSpec]:
+    """Metric specs of every (protocol, method, score), the first protocol unprefixed."""
+    better = {"insertion": True, "deletion": False, "overall": True}
+    out = {}
+    for proto in protocols:
+        for method in methods:
+            for score in SCORES:
+                out[insdel_metric(method, score, proto, protocols[0])] = MetricSpec(
+                    f"{METHOD_LABELS[method]} {score} (AUC %, {proto})", higher_is_better=better[score])
+    return out
+
+
+def insdel_tables(methods: tuple[str, ...] = ("gradcam", "gradcampp", "rise"),
+                  protocols: tuple[str, ...] = ("lico-fact", "petsiuk"), source: str = "") -> tuple[TableSpec, ...]:
+    return tuple(TableSpec(f"{METHOD_LABELS[m]}: insertion / deletion / Overall (AUC x 100), protocol {p}",
+                           tuple(insdel_metric(m, s, p, protocols[0]) for s in SCORES),
+                           source if p == protocols[0] else "protocol variant (not in the study)")
+                 for p in protocols for m in methods)
+
+
+def interpretability_claim(keys: list[str], methods: list[str], z: float) -> Claim:
+    """The paper's claim 1 on the primary protocol's Overall, every data set x method."""
+
+    def check(results: Results) -> Verdict:
+        effects = {f"{k} {METHOD_LABELS[m]}": difference(results, f"{m}.overall", k, "lico", "baseline")
+                   for k in keys for m in methods}
+        return consistently(effects, z, "LICO - baseline Overall (AUC points)")
+
+    return Claim("claim-1-interpretability", "Paper's claim 1: training with LICO consistently improves "
+                 "interpretability, here insertion - deletion (Overall) of every saliency method and data set "
+                 "(the study finds it does not)", check, "seed 000, Section 2 claim 1; Tables 1 and 4")
+
+
+def examples_figure(results: Results, out_dir: Path, experiment: str, variants: list[str]) -> list[Figure]:
+    """Figure 2 of the study: Grad-CAM maps of the first test images, one column per variant (first seed)."""
+    import torch
+
+    from xairepro.experiments.lico_study.figures import saliency_examples
+
+    figures = []
+    frame = results.frame
+    if not len(frame):
+        return figures
+    seed = int(frame["seed"].min())
+    for dataset in dict.fromkeys(frame["dataset"]):
+        columns, images = [], None
+        for variant in variants:
+            keys = frame[(frame["dataset"] == dataset) & (frame["variant"] == variant) & (frame["seed"] == seed)]
+            path = cell_dir(out_dir, experiment, str(keys["config_hash"].iloc[0])) / EXAMPLES_FILE if len(keys) else None
+            if path is None or not path.is_file():
+                continue
+            ex = torch.load(path, weights_only=True)
+            images = ex["images"]
+            method = "gradcam" if "gradcam" in ex["maps"] else next(iter(ex["maps"]), None)
+            if method is not None:
+                columns.append((f"{VARIANT_LABELS.get(variant, variant)}\n{METHOD_LABELS[method]}",
+                                ex["maps"][method]))
+        if images is None or not len(images):
+            continue
+        target = Path(out_dir) / f"saliency-examples-{dataset}.png"
+        saliency_examples(images, columns, target)
+        figures.append(Figure(target, f"{set_label(dataset)}: Grad-CAM maps of the first test images (label "
+                                      f"class) for each variant, seed {seed} (cf. seed 000, Figure 2)"))
+    return figures
+
+
+class LicoInsDelExperiment(StudyExperiment):
+    """Explains the first test images of each trained model with every method; scores both protocols."""
+
+    name = "lico-insdel"
+    title = "LICO: insertion / deletion / Overall of Grad-CAM, Grad-CAM++ and RISE, baseline vs LICO and ablation"
+    reproduces = "seed 000, Tables 1 and 4"
+    config_class = InsDelConfig
+    presets = {
+        "quick": {**QUICK_COMMON, "datasets": ["shapes-k4", "shapes-k12"], "saliency": QUICK_SALIENCY},
+        "paper": {},
+    }
+    metrics = {**insdel_metrics(), "explained_accuracy": MetricSpec("accuracy on the explained images (%)", True)}
+    tables = insdel_tables(source="seed 000, Tables 1 and 4")
+
+    def published(self) -> list[Published]:
+        return insdel_published()
+
+    def extra_params(self, cfg: InsDelConfig, spec: StudySet) -> dict[str, Any]:
+        return {"saliency": config_to_dict(cfg.saliency)}
+
+    def run_cell(self, cell: Cell, ctx: Context) -> list[Record]:
+        return insdel_records(cell, ctx, self.settings(cell))
+
+    def claims(self, cfg: InsDelConfig) -> list[Claim]:
+        return [interpretability_claim(list(cfg.datasets), list(cfg.saliency.methods), cfg.significance)]
+
+    def figures(self, results: Results, out_dir: Path) -> list[Figure]:
+        return overall_figures(results, out_dir, "Overall (AUC points)", "seed 000, Tables 1 and 4") + \
+            examples_figure(results, out_dir, self.name, list(dict.fromkeys(results.frame["variant"])))
+
+    def describe(self, cfg: InsDelConfig) -> dict[str, Any]:
+        from xairepro.experiments.lico_study.evaluation import study_protocol
+
+        out = super().describe(cfg)
+        out["protocols"] = {p: study_protocol(p, 32, 32, cfg.saliency.pixels_per_step).to_dict()
+                            for p in cfg.saliency.protocols}
+        out["protocol_note"] = ("the study scored with lico-fact (first protocol, decides the claims); "
+                                "lico-fact's step scales with the image area above 32 x 32 px")
+        out["saliency"] = config_to_dict(cfg.saliency)
+        return out
+
+
+def insdel_records(cell: Cell, ctx: Context, settings: tuple[Any, dict[str, Any]]) -> list[Record]:
+    """Train-or-fetch the cell's model, score its saliency maps, keep the example maps in the cell folder."""
+    from xairepro.config import resolve_config
+
+    training, lico = settings
+    saliency = resolve_config(SaliencySettings, values=dict(cell.params["saliency"]))
+    spec = get_study_set(cell.dataset)
+    model = trained_model(ctx, spec, cell.variant, cell.seed, training, lico)
+    scores, folder = saliency_scores(ctx, model, spec, cell.seed, saliency)
+    if (folder / EXAMPLES_FILE).is_file():
+        Path(ctx.cache_dir).mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(folder / EXAMPLES_FILE, Path(ctx.cache_dir) / EXAMPLES_FILE)
+    return [cell.record(k, v) for k, v in sorted(scores.items()) if k != "n_images"]
+
+
+def overall_figures(results: Results, out_dir: Path, ylabel: str, source: str) -> list[Figure]:
+    """Overall per method and variant, one panel per data set (primary protocol)."""
+    from xairepro.experiments.lico_study.figures import grouped_bars
+
+    frame = results.frame
+    datasets = list(dict.fromkeys(frame["dataset"]))
+    variants = list(dict.fromkeys(frame["variant"]))
+    methods = [m for m in METHOD_LABELS if f"{m}.overall" in set(frame["metric"])]
+    panels = [(set_label(d), [(METHOD_LABELS[m], f"{m}.overall", d) for m in methods]) for d in datasets]
+    path = grouped_bars(results, panels, variants, VARIANT_LABELS, ylabel, Path(out_dir) / "overall.png")
+    return [] if path is None else [Figure(path, f"Overall = insertion - deletion (AUC x 100, lico-fact) per "
+                                                 f"saliency method and variant: mean ± std over seeds ({source})")]

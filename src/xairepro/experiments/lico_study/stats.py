@@ -1,0 +1,130 @@
+"""Differences between variants over seeds, and the three kinds of verdict the study's claims need.
+
+A difference of means d = mean(a) - mean(b) over seeds has the standard error
+se = sqrt(s_a^2 / n_a + s_b^2 / n_b) (sample variances, ddof = 1); a difference of gains adds the
+squared errors.  A difference *counts* only when |d| > z * se (``z`` = the experiments'
+``significance``, 1 by default): with fewer than two seeds on a side there is no uncertainty and the
+difference is *undecided*.
+
+- :func:`consistently` ("X consistently improves Y"): holds when every comparison counts in the claimed
+  direction, fails when at least one counts against it, inconclusive otherwise;
+- :func:`never_above` ("X does not beat Y"): fails when X counts above Y somewhere, holds when every
+  comparison is decided and none does;
+- :func:`no_difference` ("no significant difference"): fails when any difference counts, holds when
+  all are decided and none does.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from xairepro.experiments.base import Results, Verdict
+
+__all__ = ["Effect", "difference", "gain_difference", "consistently", "never_above", "no_difference"]
+
+
+@dataclass(frozen=True)
+class Effect:
+    """A difference ``diff`` with its standard error ``se`` (NaN when undecidable)."""
+
+    diff: float
+    se: float
+
+    def direction(self, z: float) -> int | None:
+        """+1 / -1 when |diff| > z * se, 0 when within the uncertainty, None when undecidable."""
+        if math.isnan(self.diff) or math.isnan(self.se):
+            return None
+        if abs(self.diff) > z * self.se:
+            return 1 if self.diff > 0 else -1
+        return 0
+
+    def describe(self, z: float) -> str:
+        if math.isnan(self.diff):
+            return "missing"
+        if math.isnan(self.se):
+            return f"{self.diff:+.3g} (one seed: no uncertainty)"
+        word = {1: "above", -1: "below", 0: "within uncertainty"}[self.direction(z)]  # type: ignore[index]
+        return f"{self.diff:+.3g} ± {self.se:.2g} ({word})"
+
+
+def difference(results: Results, metric: str, dataset: str, a: str, b: str) -> Effect:
+    """mean(a) - mean(b) of ``metric`` on ``dataset`` over seeds (NaNs dropped), with its standard error."""
+    import numpy as np
+
+    va, vb = results.values(metric, dataset, a), results.values(metric, dataset, b)
+    va, vb = va[~np.isnan(va)], vb[~np.isnan(vb)]
+    if not va.size or not vb.size:
+        return Effect(math.nan, math.nan)
+    diff = float(va.mean() - vb.mean())
+    if va.size < 2 or vb.size < 2:
+        return Effect(diff, math.nan)
+    return Effect(diff, math.sqrt(float(va.var(ddof=1)) / va.size + float(vb.var(ddof=1)) / vb.size))
+
+
+def gain_difference(results: Results, metric: str, first: str, second: str, treated: str, control: str) -> Effect:
+    """(treated - control) on dataset ``first`` minus (treated - control) on ``second``."""
+    g1 = difference(results, metric, first, treated, control)
+    g2 = difference(results, metric, second, treated, control)
+    return Effect(g1.diff - g2.diff, math.hypot(g1.se, g2.se))
+
+
+def _numbers(effects: Mapping[str, Effect]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for label, e in effects.items():
+        if not math.isnan(e.diff):
+            out[f"{label} diff"] = e.diff
+        if not math.isnan(e.se):
+            out[f"{label} se"] = e.se
+    return out
+
+
+def _listing(effects: Mapping[str, Effect], z: float) -> str:
+    return "; ".join(f"{label}: {e.describe(z)}" for label, e in effects.items())
+
+
+def _rule(z: float) -> str:
+    return f"a difference counts when |d| > {z:g} x its standard error over seeds"
+
+
+def consistently(effects: Mapping[str, Effect], z: float, what: str) -> Verdict:
+    """Holds when every effect is positive beyond its uncertainty; fails when one is negative beyond it."""
+    dirs = {label: e.direction(z) for label, e in effects.items()}
+    detail = f"{what}: {_listing(effects, z)} ({_rule(z)})"
+    if not effects:
+        return Verdict("inconclusive", f"{what}: nothing to compare")
+    against = [label for label, d in dirs.items() if d == -1]
+    if against:
+        return Verdict("fails", f"counter-example in {', '.join(against)}. {detail}", _numbers(effects))
+    if all(d == 1 for d in dirs.values()):
+        return Verdict("holds", f"better in every comparison. {detail}", _numbers(effects))
+    return Verdict("inconclusive", f"not better beyond the uncertainty everywhere. {detail}", _numbers(effects))
+
+
+def never_above(effects: Mapping[str, Effect], z: float, what: str) -> Verdict:
+    """Fails when an effect is positive beyond its uncertainty; holds when all are decided and none is."""
+    dirs = {label: e.direction(z) for label, e in effects.items()}
+    detail = f"{what}: {_listing(effects, z)} ({_rule(z)})"
+    if not effects:
+        return Verdict("inconclusive", f"{what}: nothing to compare")
+    above = [label for label, d in dirs.items() if d == 1]
+    if above:
+        return Verdict("fails", f"above in {', '.join(above)}. {detail}", _numbers(effects))
+    if any(d is None for d in dirs.values()):
+        return Verdict("inconclusive", f"some comparisons cannot be decided. {detail}", _numbers(effects))
+    return Verdict("holds", f"never above beyond the uncertainty. {detail}", _numbers(effects))
+
+
+def no_difference(effects: Mapping[str, Effect], z: float, what: str) -> Verdict:
+    """Fails when any effect counts (either sign); holds when all are decided and none counts."""
+    dirs = {label: e.direction(z) for label, e in effects.items()}
+    detail = f"{what}: {_listing(effects, z)} ({_rule(z)})"
+    if not effects:
+        return Verdict("inconclusive", f"{what}: nothing to compare")
+    differ = [label for label, d in dirs.items() if d in (1, -1)]
+    if differ:
+        return Verdict("fails", f"significant difference in {', '.join(differ)}. {detail}", _numbers(effects))
+    if any(d is None for d in dirs.values()):
+        return Verdict("inconclusive", f"some comparisons cannot be decided. {detail}", _numbers(effects))
+    return Verdict("holds", f"no difference beyond the uncertainty. {detail}", _numbers(effects))
