@@ -1,0 +1,213 @@
+"""Disentangled VAEs: is saliency interpretability tied to disentanglement? (seed 003, Figure 4; claim 4.)
+
+beta-VAEs and TC-VAEs (beta in {1, 5, 10}) are trained on MNIST (d = 3, 32 px) and dSprites (d = 6);
+for each test image the per-unit maps |mu_j(x) · a(mu_j, x)| (label-free GradientShap, zero baseline)
+are compared: mean off-diagonal Pearson (pooled over the test set, as the original; also per example),
+Spearman (pooled), cosine (per example), attribution entropy and active units.
+
+Claim 4 (per data set, every VAE type): the Pearson correlation between unit maps does not decrease as
+beta grows.  With D = mean Pearson at the largest beta - mean at the smallest (unpaired over runs) and u
+its uncertainty: holds when D - u > -tolerance (any decrease is below ``tolerance``), fails when
+D + u < -tolerance (a decrease larger than ``tolerance``), inconclusive otherwise.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from xairepro.config import config_to_dict
+from xairepro.errors import ConfigError
+from xairepro.experiments.base import Cell, Claim, Context, Figure, MetricSpec, Record, Results, TableSpec, Verdict
+from xairepro.experiments.labelfree_study.common import (
+    SOURCE, STUDY_DATA, LabelFreeExperiment, ModelSetup, check_seeds,
+)
+from xairepro.experiments.labelfree_study.stats import CLAIM_Z, fmt_diff, unpaired_difference
+
+__all__ = ["VaeSet", "DisentangledVaeConfig", "DisentangledVaeExperiment", "VAE_TYPES", "vae_variant",
+           "parse_vae_variant", "vae_setup"]
+
+#: VAE type -> training method of ``xairepro.experiments.training``.
+VAE_TYPES = {"beta-vae": "vae", "tc-vae": "tcvae"}
+STATISTICS = ("pearson", "pearson_per_example", "spearman", "cosine", "entropy", "active_units")
+LABELS = {"pearson": "Pearson (pooled)", "pearson_per_example": "Pearson (per example)",
+          "spearman": "Spearman (pooled)", "cosine": "cosine", "entropy": "attribution entropy (nats)",
+          "active_units": "active units"}
+_VARIANT = re.compile(r"^(?P<type>[a-z-]+) beta=(?P<beta>[0-9.eE+-]+)$")
+
+
+def vae_variant(vae_type: str, beta: float) -> str:
+    return f"{vae_type} beta={beta:g}"
+
+
+def parse_vae_variant(variant: str) -> tuple[str, float] | None:
+    m = _VARIANT.match(variant)
+    return (m.group("type"), float(m.group("beta"))) if m else None
+
+
+@dataclass
+class VaeSet:
+    """One data set of the study: the VAE's setup (method and beta are set per cell) and the test images
+    explained (a seeded subset; None = the whole test split)."""
+
+    model: ModelSetup = field(default_factory=ModelSetup)
+    n_test: int | None = None
+
+    def validate(self, key: str = "vae_set") -> None:
+        self.model.validate(f"{key}.model")
+        if self.n_test is not None and self.n_test < 1:
+            raise ConfigError(f"{key}.n_test must be >= 1 or null, got {self.n_test}")
+
+
+def vae_setup(vs: VaeSet, vae_type: str, beta: float) -> ModelSetup:
+    """The set's model trained as ``vae_type`` with ``beta``."""
+    from dataclasses import replace
+
+    return replace(vs.model, method=VAE_TYPES[vae_type], method_options={**vs.model.method_options, "beta": beta})
+
+
+def _vae(data: str, options: dict[str, Any], latent: int, image_size: int, **train: Any) -> dict[str, Any]:
+    return {"model": {"data": data, "data_options": options, "model": "burgess-vae",
+                      "model_kwargs": {"latent_dim": latent, "image_size": image_size}, "method": "vae",
+                      "method_options": {}, "epochs": 100, "batch_size": 300, "patience": 10,
+                      "checkpoint_every": 0, **train}}
+
+
+PAPER_SETS = {"mnist": {**_vae("mnist", {"size": 32}, 3, 32), "n_test": None},
+              "dsprites": {**_vae("dsprites", {}, 6, 64), "n_test": None}}
+QUICK_SETS = {"mnist": {**_vae("digits", {"size": 32}, 3, 32, epochs=6, batch_size=64, patience=0), "n_test": 200},
+              "dsprites": {**_vae("dsprites-gen", {"stride": [1, 2, 8, 8, 8]}, 6, 64, epochs=4, batch_size=64,
+                                  patience=0), "n_test": 72}}
+
+
+@dataclass
+class DisentangledVaeConfig:
+    """Data sets (``mnist``, ``dsprites``), VAE types, betas, runs and the claim's tolerance."""
+
+    datasets: list[str] = field(default_factory=lambda: ["mnist", "dsprites"])
+    mnist: VaeSet = field(default_factory=lambda: VaeSet(ModelSetup(**PAPER_SETS["mnist"]["model"])))
+    dsprites: VaeSet = field(default_factory=lambda: VaeSet(ModelSetup(**PAPER_SETS["dsprites"]["model"])))
+    vae_types: list[str] = field(default_factory=lambda: list(VAE_TYPES))
+    betas: list[float] = field(default_factory=lambda: [1.0, 5.0, 10.0])
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2, 3, 4])
+    gradient_shap_samples: int = 5
+    batch_size: int = 500
+    tolerance: float = 0.1
+    claim_z: float = CLAIM_Z
+    use_gpu: bool = False
+
+    def validate(self) -> None:
+        check_seeds(self.seeds)
+        bad = [d for d in self.datasets if d not in ("mnist", "dsprites")]
+        if not self.datasets or bad or len(set(self.datasets)) != len(self.datasets):
+            raise ConfigError(f"datasets must be distinct keys of mnist, dsprites; got {self.datasets}")
+        for key in self.datasets:
+            getattr(self, key).validate(key)
+        bad = [t for t in self.vae_types if t not in VAE_TYPES]
+        if not self.vae_types or bad or len(set(self.vae_types)) != len(self.vae_types):
+            raise ConfigError(f"vae_types must be distinct values of {', '.join(VAE_TYPES)}; got {self.vae_types}")
+        if len(self.betas) < 2 or len(set(self.betas)) != len(self.betas) or min(self.betas) < 0:
+            raise ConfigError(f"betas must be at least two distinct values >= 0, got {self.betas}")
+        if self.gradient_shap_samples < 1 or self.batch_size < 1 or self.tolerance < 0 or self.claim_z <= 0:
+            raise ConfigError("gradient_shap_samples and batch_size must be >= 1, tolerance >= 0, claim_z > 0")
+
+
+class DisentangledVaeExperiment(LabelFreeExperiment):
+    name = "labelfree-vae"
+    title = "Disentangled VAEs: correlation between the saliency maps of latent units vs beta"
+    reproduces = "seed 003, Figure 4"
+    version = "1"
+    config_class = DisentangledVaeConfig
+    presets = {
+        "quick": {"datasets": ["mnist", "dsprites"], "seeds": [0, 1], **QUICK_SETS},
+        "paper": {"datasets": ["mnist", "dsprites"], "seeds": [0, 1, 2, 3, 4], "use_gpu": True, **PAPER_SETS},
+    }
+    metrics = {s: MetricSpec(LABELS[s]) for s in STATISTICS}
+    tables = (TableSpec("Saliency statistics of the latent units' maps", STATISTICS,
+                        "seed 003, Figure 4 (box plots, no numbers published)"),)
+
+    def cells(self, cfg: DisentangledVaeConfig) -> list[Cell]:
+        out = []
+        for key in cfg.datasets:
+            vs: VaeSet = getattr(cfg, key)
+            for vae_type in cfg.vae_types:
+                for beta in cfg.betas:
+                    params = {"set": key, "vae_set": config_to_dict(vs), "vae_type": vae_type, "beta": float(beta),
+                              "gradient_shap_samples": cfg.gradient_shap_samples, "batch_size": cfg.batch_size}
+                    out += [self.study_cell(cfg, vs.model.data, vae_variant(vae_type, beta), seed, params)
+                            for seed in cfg.seeds]
+        return out
+
+    def run_cell(self, cell: Cell, ctx: Context) -> list[Record]:
+        from xairepro.experiments.labelfree_study.vae_runs import vae_records
+
+        return vae_records(cell, ctx)
+
+    def claims(self, cfg: DisentangledVaeConfig) -> list[Claim]:
+        out = []
+        low, high = min(cfg.betas), max(cfg.betas)
+        for key in cfg.datasets:
+            data = getattr(cfg, key).model.data
+            name = STUDY_DATA[key] + (f" ({data})" if data != key else "")
+            out.append(Claim(
+                f"claim4-{key}",
+                f"Claim 4 on {name}: the Pearson correlation between the latent units' saliency maps does not "
+                f"decrease (by more than {cfg.tolerance:g}) from beta = {low:g} to beta = {high:g}, for "
+                f"{' and '.join(cfg.vae_types)}",
+                _claim4_check(cfg, data), SOURCE + ", Section 4.1 (Figure 4)"))
+        return out
+
+    def figures(self, results: Results, out_dir: Path) -> list[Figure]:
+        from xairepro.experiments.labelfree_study.figures import metric_vs_beta
+
+        out = []
+        frame = results.frame
+        for dataset in dict.fromkeys(frame["dataset"]):
+            variants = [v for v in dict.fromkeys(frame[frame["dataset"] == dataset]["variant"])
+                        if parse_vae_variant(v)]
+            groups: dict[str, list[tuple[float, Any]]] = {}
+            for v in variants:
+                vae_type, beta = parse_vae_variant(v)  # type: ignore[misc]
+                groups.setdefault(vae_type, []).append((beta, results.values("pearson", dataset, v)))
+            if groups:
+                path = metric_vs_beta(list(groups.items()), Path(out_dir) / f"vae_pearson_{dataset}.png",
+                                      ylabel="Pearson between unit maps (pooled)", title=dataset)
+                out.append(Figure(path, f"Disentangled VAEs on {dataset}: Pearson correlation between the latent "
+                                        "units' saliency maps vs beta, one point per run (seed 003, Figure 4)"))
+        return out
+
+    def describe(self, cfg: DisentangledVaeConfig) -> dict[str, Any]:
+        sets = {key: f"{getattr(cfg, key).model.data} ({getattr(cfg, key).model.model}, d = "
+                     f"{getattr(cfg, key).model.model_kwargs.get('latent_dim')}), "
+                     f"{getattr(cfg, key).n_test or 'all'} test images" for key in cfg.datasets}
+        return {"data_sets": sets, "attribution": f"per-unit |label-free GradientShap|, "
+                f"{cfg.gradient_shap_samples} samples, zero baseline", "claim_rule":
+                f"unpaired over runs, {cfg.claim_z:g} standard errors, tolerance {cfg.tolerance:g}"}
+
+
+def _claim4_check(cfg: DisentangledVaeConfig, dataset: str):
+    low, high = min(cfg.betas), max(cfg.betas)
+
+    def check(results: Results) -> Verdict:
+        statuses, parts, numbers = [], [], {}
+        for vae_type in cfg.vae_types:
+            d = unpaired_difference(results.values("pearson", dataset, vae_variant(vae_type, high)),
+                                    results.values("pearson", dataset, vae_variant(vae_type, low)), cfg.claim_z)
+            numbers[f"{vae_type} change"] = d.mean
+            numbers[f"{vae_type} uncertainty"] = d.uncertainty
+            if d.n < 2 or d.uncertainty != d.uncertainty:
+                statuses.append("inconclusive")
+            elif d.low > -cfg.tolerance:
+                statuses.append("holds")
+            elif d.high < -cfg.tolerance:
+                statuses.append("fails")
+            else:
+                statuses.append("inconclusive")
+            parts.append(f"{fmt_diff(vae_type, d)} -> {statuses[-1]}")
+        status = "fails" if "fails" in statuses else "inconclusive" if "inconclusive" in statuses else "holds"
+        reason = (f"Pearson at beta={high:g} minus beta={low:g} (tolerance {cfg.tolerance:g}): " + "; ".join(parts))
+        return Verdict(status, reason, numbers)
+
+    return check

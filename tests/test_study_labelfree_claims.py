@@ -1,0 +1,327 @@
+"""Claims, references and presets of the Label-Free XAI study (seed 003), without training.
+
+Claims are checked on synthetic results (holds / fails / inconclusive); references are spot-checked
+against numbers typed from the seed's tables; the paper preset must resolve to the study's settings.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import pytest
+
+from xairepro.errors import ConfigError
+from xairepro.experiments.base import Results
+from xairepro.experiments.labelfree_study.common import frac_metric, pct
+from xairepro.experiments.labelfree_study.disentangled_vae import (
+    DisentangledVaeExperiment, parse_vae_variant, vae_setup, vae_variant,
+)
+from xairepro.experiments.labelfree_study.example_consistency import LEAST, MOST, ExampleConsistencyExperiment
+from xairepro.experiments.labelfree_study.feature_consistency import PREFIX, FeatureConsistencyExperiment
+from xairepro.experiments.labelfree_study.pretext import PretextExperiment, task_setup
+from xairepro.experiments.labelfree_study.references import PAIRS, pair_metric
+from xairepro.experiments.labelfree_study.stats import paired_difference, unpaired_difference
+
+
+def frame(rows: list[tuple[str, str, int, str, float]], experiment: str = "x") -> Results:
+    """Results from (dataset, variant, seed, metric, value) rows."""
+    return Results(pd.DataFrame([{"experiment": experiment, "dataset": d, "variant": v, "seed": s, "metric": m,
+                                  "value": float(x), "config_hash": ""} for d, v, s, m, x in rows]))
+
+
+def claim(exp, cfg, claim_id: str):
+    found = {c.id: c for c in exp.claims(cfg)}
+    assert claim_id in found, sorted(found)
+    return found[claim_id]
+
+
+# ---------------------------------------------------------------------------------------- statistics
+
+def test_paired_and_unpaired_differences_match_hand_computation() -> None:
+    d = paired_difference({0: 3.0, 1: 5.0, 2: 4.0}, {0: 1.0, 1: 2.0, 2: 2.0, 7: 9.0}, z=2.0)
+    diffs = [2.0, 3.0, 2.0]
+    sd = math.sqrt(sum((x - 7 / 3) ** 2 for x in diffs) / 2)
+    assert d.n == 3 and d.mean == pytest.approx(7 / 3) and d.uncertainty == pytest.approx(2 * sd / math.sqrt(3))
+    assert d.sign == 1
+    u = unpaired_difference([1.0, 3.0], [0.0, 0.0, 0.0], z=1.0)
+    assert u.mean == pytest.approx(2.0) and u.uncertainty == pytest.approx(math.sqrt(2.0 / 2))
+    assert math.isnan(paired_difference({0: 1.0}, {0: 0.0}).uncertainty)
+    assert paired_difference({0: 1.0}, {0: 0.0}).sign == 0
+
+
+# ---------------------------------------------------------------------------------------- claim 1
+
+def _feature_rows(method_shift: list[float], random_shift: list[float], dataset: str = "digits") -> list:
+    rows = []
+    for seed, (m, r) in enumerate(zip(method_shift, random_shift)):
+        for f in (0.05, 0.1, 0.2):
+            for method in ("integrated_gradients", "gradient_shap", "saliency"):
+                rows.append((dataset, method, seed, frac_metric(PREFIX, f), m))
+            rows.append((dataset, "random", seed, frac_metric(PREFIX, f), r))
+    return rows
+
+
+@pytest.mark.parametrize(("method", "random", "status"), [
+    ([2.0, 2.1, 1.9], [1.0, 1.1, 0.9], "holds"),
+    ([0.5, 0.6, 0.4], [1.0, 1.2, 0.9], "fails"),
+    ([1.0, 2.0, 0.5], [1.5, 1.0, 1.0], "inconclusive"),
+    ([2.0], [1.0], "inconclusive"),          # one run: no uncertainty, nothing decided
+])
+def test_claim1_verdicts_on_synthetic_results(method, random, status) -> None:
+    exp = FeatureConsistencyExperiment()
+    cfg = exp.make_config("quick")
+    c = claim(exp, cfg, "claim1-mnist")
+    assert c.check(frame(_feature_rows(method, random))).status == status
+    # the ECG claim looks at its own data set only: nothing there, nothing decided
+    assert claim(exp, cfg, "claim1-ecg5000").check(frame(_feature_rows(method, random))).status == "inconclusive"
+
+
+def test_claim1_needs_every_method_above_random() -> None:
+    exp = FeatureConsistencyExperiment()
+    cfg = exp.make_config("quick")
+    rows = [r if not (r[1] == "saliency" and r[3] == frac_metric(PREFIX, 0.05)) else (*r[:4], 0.0)
+            for r in _feature_rows([2.0, 2.1, 1.9], [1.0, 1.1, 0.9])]
+    verdict = claim(exp, cfg, "claim1-mnist").check(frame(rows))
+    assert verdict.status == "fails" and "saliency@5%" in verdict.reason
+
+
+# ---------------------------------------------------------------------------------------- claim 2
+
+def _example_rows(most: list[float], least: list[float], methods, dataset: str = "digits") -> list:
+    rows = []
+    for seed, (m, lst) in enumerate(zip(most, least)):
+        for method in methods:
+            for f in (0.05, 0.1, 0.2):
+                rows += [(dataset, method, seed, frac_metric(MOST, f), m),
+                         (dataset, method, seed, frac_metric(LEAST, f), lst)]
+    return rows
+
+
+@pytest.mark.parametrize(("most", "least", "status"), [
+    ([0.9, 0.85, 0.88], [0.1, 0.12, 0.09], "holds"),
+    ([0.1, 0.12, 0.09], [0.9, 0.85, 0.88], "fails"),
+    ([0.5, 0.2, 0.4], [0.3, 0.4, 0.35], "inconclusive"),
+])
+def test_claim2_verdicts_on_synthetic_results(most, least, status) -> None:
+    exp = ExampleConsistencyExperiment()
+    cfg = exp.make_config("quick")
+    methods = cfg.mnist.methods
+    assert claim(exp, cfg, "claim2-mnist").check(frame(_example_rows(most, least, methods))).status == status
+
+
+def test_claim2_missing_method_is_inconclusive() -> None:
+    exp = ExampleConsistencyExperiment()
+    cfg = exp.make_config("quick")
+    rows = _example_rows([0.9, 0.85, 0.88], [0.1, 0.12, 0.09], ["dknn", "simplex", "tracin"])
+    verdict = claim(exp, cfg, "claim2-mnist").check(frame(rows))
+    assert verdict.status == "inconclusive" and "influence_functions" in verdict.reason
+
+
+# ---------------------------------------------------------------------------------------- claim 3
+
+def _pretext_rows(saliency: list[float], example: list[float], dataset: str = "digits") -> list:
+    rows = []
+    for seed, (s, e) in enumerate(zip(saliency, example)):
+        for i, (a, b) in enumerate(PAIRS):
+            rows += [(dataset, "gradient_shap", seed, pair_metric("saliency", "pearson", a, b), s + 0.01 * i),
+                     (dataset, "dknn", seed, pair_metric("example", "pearson", a, b), e + 0.01 * i)]
+    return rows
+
+
+@pytest.mark.parametrize(("saliency", "example", "interchangeable", "weaker"), [
+    ([0.38, 0.40, 0.36], [0.08, 0.10, 0.07], "holds", "holds"),        # the seed's Table 3 pattern
+    ([0.95, 0.97, 0.96], [0.08, 0.10, 0.07], "fails", "holds"),        # saliency maps interchangeable
+    ([0.38, 0.40, 0.36], [0.60, 0.62, 0.61], "holds", "fails"),        # examples more correlated
+    ([0.30, 0.90, 0.60], [0.30, 0.90, 0.60], "inconclusive", "inconclusive"),
+])
+def test_claim3_verdicts_on_synthetic_results(saliency, example, interchangeable, weaker) -> None:
+    exp = PretextExperiment()
+    cfg = exp.make_config("quick")
+    results = frame(_pretext_rows(saliency, example))
+    assert claim(exp, cfg, "claim3-mnist").check(results).status == interchangeable
+    assert claim(exp, cfg, "claim3-mnist-examples-weaker").check(results).status == weaker
+
+
+# ---------------------------------------------------------------------------------------- claim 4
+
+def _vae_rows(low: list[float], high: list[float], dataset: str = "digits") -> list:
+    rows = []
+    for vae_type in ("beta-vae", "tc-vae"):
+        for seed, (lo, hi) in enumerate(zip(low, high)):
+            rows += [(dataset, vae_variant(vae_type, 1.0), seed, "pearson", lo),
+                     (dataset, vae_variant(vae_type, 5.0), seed, "pearson", (lo + hi) / 2),
+                     (dataset, vae_variant(vae_type, 10.0), seed, "pearson", hi)]
+    return rows
+
+
+@pytest.mark.parametrize(("low", "high", "status"), [
+    ([0.40, 0.42, 0.41], [0.45, 0.47, 0.46], "holds"),        # increases with beta
+    ([0.40, 0.42, 0.41], [0.39, 0.41, 0.40], "holds"),        # a decrease well within the tolerance (0.1)
+    ([0.60, 0.62, 0.61], [0.20, 0.22, 0.21], "fails"),        # a clear decrease
+    ([0.60, 0.20, 0.40], [0.10, 0.50, 0.30], "inconclusive"),  # too noisy to tell
+])
+def test_claim4_verdicts_on_synthetic_results(low, high, status) -> None:
+    exp = DisentangledVaeExperiment()
+    cfg = exp.make_config("quick", ["betas=[1.0,5.0,10.0]"])
+    verdict = claim(exp, cfg, "claim4-mnist").check(frame(_vae_rows(low, high)))
+    assert verdict.status == status
+    assert verdict.numbers["beta-vae change"] == pytest.approx(sum(high) / 3 - sum(low) / 3)
+
+
+def test_claim4_one_run_or_missing_type_is_inconclusive() -> None:
+    exp = DisentangledVaeExperiment()
+    cfg = exp.make_config("quick")
+    c = claim(exp, cfg, "claim4-mnist")
+    assert c.check(frame(_vae_rows([0.4], [0.5]))).status == "inconclusive"
+    only_beta = [r for r in _vae_rows([0.40, 0.42, 0.41], [0.45, 0.47, 0.46]) if r[1].startswith("beta-vae")]
+    assert c.check(frame(only_beta)).status == "inconclusive"
+
+
+def test_vae_variant_round_trip() -> None:
+    assert parse_vae_variant(vae_variant("tc-vae", 5.0)) == ("tc-vae", 5.0)
+    assert parse_vae_variant("gradient_shap") is None
+
+
+# ---------------------------------------------------------------------------------------- references
+
+#: Spot checks typed from the seed (003): (table, data set key, kind, method, pair, mean, std).
+SEED_NUMBERS = [
+    ("Table 3a", "mnist", "saliency", "gradient_shap", ("den", "rec"), 0.38, 0.02),
+    ("Table 3a", "mnist", "saliency", "gradient_shap", ("clas", "rec"), 0.43, 0.02),
+    ("Table 3a", "mnist", "saliency", "gradient_shap", ("clas", "inp"), 0.35, 0.04),
+    ("Table 3b", "mnist", "example", "dknn", ("inp", "rec"), 0.13, 0.05),
+    ("Table 3b", "mnist", "example", "dknn", ("clas", "den"), 0.05, 0.02),
+    ("Table 5", "fashion-mnist", "saliency", "gradient_shap", ("den", "rec"), 0.49, 0.05),
+    ("Table 5", "fashion-mnist", "saliency", "gradient_shap", ("clas", "inp"), 0.31, 0.03),
+    ("Table 6", "fashion-mnist", "example", "dknn", ("inp", "den"), 0.31, 0.09),
+    ("Table 7", "mnist", "saliency", "integrated_gradients", ("inp", "rec"), 0.43, 0.08),
+]
+
+
+def test_paper_references_match_the_seed_tables() -> None:
+    exp = PretextExperiment()
+    cfg = exp.make_config("paper")
+    refs = {(r.source, r.dataset, r.variant, r.metric): r for r in exp.references(cfg)}
+    # 6 pairs x (3a, 3b, 7 on MNIST; 5, 6 on Fashion-MNIST); Table 8 kept out (3b is the reference)
+    assert len(refs) == 6 * 5
+    assert not any("Table 8" in s for s, *_ in refs)
+    for table, key, kind, method, (a, b), mean, std in SEED_NUMBERS:
+        ref = refs[(f"seed 003, {table}", key, method, pair_metric(kind, "pearson", a, b))]
+        assert (ref.value, ref.std) == (mean, std)
+        assert ref.note.startswith("published on")
+
+
+def test_quick_references_name_the_stand_in() -> None:
+    exp = PretextExperiment()
+    refs = exp.references(exp.make_config("quick"))
+    assert refs and {r.dataset for r in refs} == {"digits"}
+    assert all("digits stand-in" in r.note for r in refs)
+    ig = [r for r in refs if r.variant == "integrated_gradients"]
+    assert {r.source for r in ig} == {"seed 003, Table 7"}
+
+
+# ---------------------------------------------------------------------------------------- presets
+
+def _cells_by_dataset(exp, cfg):
+    out: dict[str, list] = {}
+    for c in exp.cells(cfg):
+        out.setdefault(c.dataset, []).append(c)
+    return out
+
+
+def test_feature_paper_preset_resolves_to_the_study_settings() -> None:
+    exp = FeatureConsistencyExperiment()
+    cfg = exp.make_config("paper")
+    cells = _cells_by_dataset(exp, cfg)
+    assert set(cells) == {"mnist", "ecg5000", "cifar10"} and all(c.num_gpus == 1.0 for g in cells.values() for c in g)
+    assert cfg.fractions == [0.05, 0.1, 0.2, 0.5, 0.8, 1.0] and cfg.ig_steps == 50
+    assert cfg.methods == ["integrated_gradients", "gradient_shap", "saliency", "random"]
+    mnist = cells["mnist"][0].params["feature_set"]
+    assert mnist["model"]["model_kwargs"] == {"latent_dim": 4} and mnist["model"]["epochs"] == 100
+    assert mnist["model"]["method_options"] == {"perturbation": "noise", "noise_std": 0.3}
+    assert mnist["replacements"] == ["zeros"] and mnist["n_test"] is None
+    ecg = cells["ecg5000"][0].params["feature_set"]
+    assert ecg["model"]["model"] == "lstm-ae" and ecg["model"]["model_kwargs"] == {"embedding_dim": 64}
+    assert ecg["model"]["epochs"] == 150 and ecg["model"]["method_options"]["error"] == "l1"
+    assert ecg["baseline"] == "mean"
+    cifar = cells["cifar10"][0].params["feature_set"]
+    assert cifar["replacements"] == ["blur", "zeros"] and cifar["baseline"] == "blur"
+    m = cifar["model"]
+    assert (m["model"], m["optimizer"], m["lr"], m["momentum"], m["weight_decay"]) == ("simclr", "sgd", 0.6, 0.9, 1e-6)
+    assert m["method_options"] == {"temperature": 0.5} and m["model_kwargs"]["backbone"] == "resnet18"
+    assert {c.id for c in exp.claims(cfg)} == {"claim1-mnist", "claim1-ecg5000", "claim1-cifar10",
+                                               "claim1-cifar10-zeros"}
+
+
+def test_example_paper_preset_resolves_to_the_study_settings() -> None:
+    from xairepro.explain.influence import SEED003_LISSA
+
+    exp = ExampleConsistencyExperiment()
+    cfg = exp.make_config("paper")
+    cells = _cells_by_dataset(exp, cfg)
+    assert {c.variant for c in cells["mnist"]} == {"influence_functions", "tracin", "simplex", "dknn"}
+    assert {c.variant for c in cells["cifar10"]} == {"simplex", "dknn"}
+    for key in ("mnist", "ecg5000", "cifar10"):
+        es = cells[key][0].params["example_set"]
+        assert (es["n_train"], es["n_test"]) == (1000, 1000)
+    lissa = next(c for c in cells["mnist"] if c.variant == "influence_functions").params["lissa"]
+    assert lissa == {"depth": 100, "damping": 1.0, "scale": 1000.0, "hessian_batch_size": 200}
+    for key, value in lissa.items():
+        assert getattr(SEED003_LISSA, key) == value, key
+    assert cells["mnist"][0].params["example_set"]["model"]["checkpoint_every"] >= 1   # TracIn's checkpoints
+    with pytest.raises(ConfigError, match="per-example loss"):
+        exp.make_config("paper", ["cifar10.methods=[tracin]"])
+
+
+def test_pretext_paper_preset_resolves_to_the_study_settings() -> None:
+    exp = PretextExperiment()
+    cfg = exp.make_config("paper")
+    cells = _cells_by_dataset(exp, cfg)
+    assert set(cells) == {"mnist", "fashion-mnist"} and all(len(g) == 5 for g in cells.values())
+    assert cfg.saliency_methods == ["gradient_shap", "integrated_gradients"] and cfg.pooled
+    ps = cfg.mnist
+    perturbations = {t: task_setup(ps, t).method_options.get("perturbation") for t in ("rec", "den", "inp")}
+    assert perturbations == {"rec": "identity", "den": "noise", "inp": "mask"}
+    assert task_setup(ps, "den").method_options["noise_std"] == 0.3
+    clas = task_setup(ps, "clas")
+    assert clas.method == "ce" and clas.model == "mnist-classifier" and clas.model_kwargs["latent_dim"] == 4
+    for t in ("rec", "den", "inp", "clas"):
+        s = task_setup(ps, t)
+        assert (s.epochs, s.patience, s.optimizer, s.lr) == (100, 10, "adam", 1e-3)
+
+
+def test_vae_paper_preset_resolves_to_the_study_settings() -> None:
+    exp = DisentangledVaeExperiment()
+    cfg = exp.make_config("paper")
+    cells = exp.cells(cfg)
+    assert len(cells) == 2 * 2 * 3 * 5            # data sets x VAE types x betas x runs (the seed's 30 per set)
+    assert cfg.betas == [1.0, 5.0, 10.0] and cfg.vae_types == ["beta-vae", "tc-vae"]
+    assert cfg.mnist.model.model_kwargs == {"latent_dim": 3, "image_size": 32}
+    assert cfg.dsprites.model.model_kwargs == {"latent_dim": 6, "image_size": 64}
+    assert cfg.mnist.model.data == "mnist" and cfg.dsprites.model.data == "dsprites"
+    assert cfg.mnist.model.epochs == 100 and cfg.dsprites.model.epochs == 100
+    tc = vae_setup(cfg.dsprites, "tc-vae", 5.0)
+    assert (tc.method, tc.method_options["beta"]) == ("tcvae", 5.0)
+    assert vae_setup(cfg.mnist, "beta-vae", 10.0).method == "vae"
+    assert {c.id for c in exp.claims(cfg)} == {"claim4-mnist", "claim4-dsprites"}
+
+
+@pytest.mark.parametrize(("exp_class", "override", "match"), [
+    (FeatureConsistencyExperiment, "fractions=[0.05,1.5]", "fractions"),
+    (FeatureConsistencyExperiment, "claim_fractions=[0.3]", "claim_fractions"),
+    (ExampleConsistencyExperiment, "seeds=[]", "seeds"),
+    (PretextExperiment, "saliency_methods=[lime]", "saliency_methods"),
+    (DisentangledVaeExperiment, "betas=[1.0]", "betas"),
+])
+def test_bad_settings_get_one_clear_error(exp_class, override, match) -> None:
+    with pytest.raises(ConfigError, match=match):
+        exp_class().make_config("quick", [override])
+
+
+def test_quick_presets_name_their_stand_ins() -> None:
+    assert {c.dataset for c in FeatureConsistencyExperiment().cells(
+        FeatureConsistencyExperiment().make_config("quick"))} == {"digits", "ecg-gen"}
+    vae = DisentangledVaeExperiment()
+    assert {c.dataset for c in vae.cells(vae.make_config("quick"))} == {"digits", "dsprites-gen"}
+    assert pct(0.05) == "5%" and pct(0.125) == "12.5%"
