@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import socket
 from pathlib import Path
 
 import pytest
@@ -92,6 +93,9 @@ def test_progress_display_counts_cells(toy: ToyExperiment, tmp_path: Path,
     (["reproduce", "toy", "--out", "{out}", "--data-dir", "{file}"], "does not exist or is not a folder"),
     (["reproduce", "toy", "--out", "{out}", "--executor", "dask"], "unknown executor 'dask'"),
     (["reproduce", "toy", "--out", "{out}", "--address", "h:1"], "--address only applies"),
+    (["reproduce", "toy", "--out", "{out}", "--executor", "ray", "--address", "h"], "must be 'auto' or HOST:PORT"),
+    (["reproduce", "toy", "--out", "{out}", "--executor", "ray", "--address", "127.0.0.1:{closed}"],
+     "could not reach the Ray cluster"),
     (["reproduce", "toy"], "--out"),
 ])
 def test_bad_input_exits_2_with_one_line_and_writes_nothing(toy: ToyExperiment, other: OtherExperiment,
@@ -99,7 +103,11 @@ def test_bad_input_exits_2_with_one_line_and_writes_nothing(toy: ToyExperiment, 
                                                            capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "a_file").write_text("x")
     out = tmp_path / "out"
-    subst = {"out": str(out), "missing": str(tmp_path / "missing"), "file": str(tmp_path / "a_file")}
+    with socket.socket() as s:  # a local port nobody listens on once this socket is closed
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]
+    subst = {"out": str(out), "missing": str(tmp_path / "missing"), "file": str(tmp_path / "a_file"),
+             "closed": str(closed)}
     rc, stdout, err = _run([a.format(**subst) for a in args], capsys)
     assert rc == 2
     lines = err.strip().splitlines()

@@ -64,3 +64,31 @@ def test_make_executor_validates_its_arguments() -> None:
         make_executor("dask")
     with pytest.raises(UsageError, match="--address only applies to --executor ray"):
         make_executor("local", "host:6379")
+
+
+def _closed_local_port() -> int:
+    import socket
+
+    with socket.socket() as s:  # bind, read the port, close: nothing listens there afterwards
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.parametrize("prefix", ["", "ray://"])
+def test_an_unreachable_ray_address_is_one_clear_error_not_a_wait(prefix: str, tmp_path: Path) -> None:
+    import time
+
+    import ray
+
+    address = f"{prefix}127.0.0.1:{_closed_local_port()}"
+    start = time.monotonic()
+    with pytest.raises(UsageError, match=r"could not reach the Ray cluster at .*127\.0\.0\.1:\d+.*ray start"):
+        RayExecutor(address=address, connect_timeout=5.0)._init()
+    assert time.monotonic() - start < 5.0  # refused at once; Ray's own connect retries for minutes
+    assert not ray.is_initialized()
+
+
+@pytest.mark.parametrize("address", ["nohost", "host:port", ":6379", "host:0", "host:70000"])
+def test_a_malformed_ray_address_is_rejected_before_connecting(address: str) -> None:
+    with pytest.raises(UsageError, match="Ray address must be 'auto' or HOST:PORT"):
+        make_executor("ray", address)

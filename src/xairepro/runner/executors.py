@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as _dt
 import os
 import re
+import socket
 import sys
 import time
 import traceback
@@ -105,6 +106,10 @@ def execute_cell(job: Job) -> CellOutcome:
 class Executor(Protocol):
     name: str
 
+    def preflight(self) -> None:
+        """Raise ``UsageError`` now, before the run writes anything, when the executor cannot work."""
+        ...
+
     def run(self, jobs: Sequence[Job]) -> Iterator[CellOutcome]:
         """Yield one outcome per job, in completion order."""
         ...
@@ -114,6 +119,9 @@ class LocalExecutor:
     """Cells one after the other in this process."""
 
     name = "local"
+
+    def preflight(self) -> None:
+        return None
 
     def run(self, jobs: Sequence[Job]) -> Iterator[CellOutcome]:
         for job in jobs:
@@ -157,9 +165,16 @@ class RayExecutor:
 
     name = "ray"
 
-    def __init__(self, address: str | None = None, num_cpus: int = 2) -> None:
+    def __init__(self, address: str | None = None, num_cpus: int = 2, connect_timeout: float = 10.0) -> None:
         self.address = address
         self.num_cpus = int(num_cpus)
+        self.connect_timeout = float(connect_timeout)
+        self._endpoint = ray_endpoint(address) if address else None
+
+    def preflight(self) -> None:
+        """A joined cluster's head must answer on TCP within ``connect_timeout`` seconds."""
+        if self._endpoint is not None:
+            probe_endpoint(self.address or "", self._endpoint, self.connect_timeout)
 
     def _init(self) -> bool:
         import ray
@@ -169,6 +184,7 @@ class RayExecutor:
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
         os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # a local, private instance
         if self.address:
+            self.preflight()
             try:
                 ray.init(address=self.address, log_to_driver=True)
             except (ConnectionError, TimeoutError, RuntimeError) as exc:
@@ -209,6 +225,34 @@ class RayExecutor:
                 ray.cancel(ref, force=True)
             if started_here:
                 ray.shutdown()
+
+
+def ray_endpoint(address: str) -> tuple[str, int] | None:
+    """The (host, port) a Ray address names: ``HOST:PORT`` or ``ray://HOST:PORT``; None for ``auto``/``local``.
+
+    ``UsageError`` for anything else, before any connection is tried.
+    """
+    if address in ("auto", "local"):
+        return None
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise UsageError(f"Ray address must be 'auto' or HOST:PORT (e.g. 10.0.0.5:6379), got {address!r}")
+    return host.strip("[]"), int(port)
+
+
+def probe_endpoint(address: str, endpoint: tuple[str, int], timeout: float) -> None:
+    """One TCP connection to the cluster's head, so that a wrong address fails in ``timeout`` seconds.
+
+    ``ray.init`` itself retries an unreachable head for minutes, printing warnings, before it gives up.
+    """
+    try:
+        with socket.create_connection(endpoint, timeout=timeout):
+            pass
+    except OSError as exc:
+        reason = f"no answer within {timeout:g} s" if isinstance(exc, TimeoutError) else (
+            exc.strerror or type(exc).__name__)
+        raise UsageError(f"could not reach the Ray cluster at {address!r}: {reason} (is `ray start --head` "
+                         "running there, and the port open?)") from None
 
 
 def make_executor(kind: str, address: str | None = None) -> LocalExecutor | RayExecutor:

@@ -152,6 +152,7 @@ def reproduce(
     out = Path(out_dir).expanduser()
     check_output_folder(out, [e.name for e in experiments], preset)
     runner = make_executor(executor, address) if isinstance(executor, str) else executor
+    runner.preflight()  # e.g. an unreachable Ray head: one error now, nothing written
     # 2. the manifest marks the folder as this run's
     out.mkdir(parents=True, exist_ok=True)
     out = out.resolve()
