@@ -53,7 +53,7 @@ def register(app: typer.Typer) -> None:
         out: Path = typer.Option(..., "--out", help="Output folder (created; reused to resume a run)."),
         data_dir: Path = typer.Option(None, "--data-dir", help="Folder holding the real data sets."),
         executor: str = typer.Option("local", "--executor", help="local (in-process) or ray."),
-        address: str = typer.Option(None, "--address", help="Ray cluster address (default: start a local Ray)."),
+        address: str = typer.Option(None, "--address", help="Ray cluster to join: auto, HOST:PORT or ray://HOST:PORT (default: start a local Ray)."),
         overrides: list[str] = typer.Option([], "--set", metavar="KEY=VALUE",
                                             help="Config override, for every experiment (key=v) or one "
                                                  "(EXPERIMENT.key=v); repeatable."),
