@@ -30,8 +30,8 @@ from xairepro.experiments.lico_study.stats import consistently, difference
 __all__ = ["InsDelConfig", "LicoInsDelExperiment", "QUICK_SALIENCY", "insdel_metrics", "insdel_tables",
            "interpretability_claim", "examples_figure"]
 
-#: The quick preset's explanations: 32 test images per model, 200 RISE masks.
-QUICK_SALIENCY: dict[str, Any] = {"n_images": 32, "rise_masks": 200}
+#: The quick preset's explanations: 16 test images per model, 200 RISE masks.
+QUICK_SALIENCY: dict[str, Any] = {"n_images": 16, "rise_masks": 200}
 
 
 @dataclass

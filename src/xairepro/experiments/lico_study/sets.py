@@ -58,11 +58,16 @@ class StudySet:
         return {k: v for k, v in self.options.items() if k != "subset"}
 
 
-def _shapes(key: str, published: str, k: int, *, n: int = 2000, test_size: float = 0.2,
-            limited_of: str | None = None) -> StudySet:
-    options = {"num_classes": k, "size": 16, "n": n, "test_size": test_size}
-    train = round(n * (1 - test_size - 0.05))
-    return StudySet(key, "shapes-seg", published, k, "wrn-10-1", 5, options, limited_of=limited_of,
+def _shapes(key: str, published: str, k: int, *, n: int = 1500, test_size: float = 0.2, epochs: int = 3,
+            subset: float | None = None, limited_of: str | None = None) -> StudySet:
+    """A shapes-seg stand-in; ``subset`` (a fraction) keeps that part of the training split (the test
+    split stays whole at evaluation), as ``cifar100-2500`` keeps 2,500 of CIFAR-100's training images."""
+    options: dict[str, Any] = {"num_classes": k, "size": 16, "n": n, "test_size": test_size}
+    train = round(n * (1 - test_size) * 0.95)
+    if subset is not None:
+        options["subset"] = subset
+        train = round(train * subset)
+    return StudySet(key, "shapes-seg", published, k, "wrn-10-1", epochs, options, limited_of=limited_of,
                     description=f"shapes-seg, K = {k} classes at 16 px, ~{train} training images, WRN-10-1")
 
 
@@ -80,7 +85,7 @@ STUDY_SETS: dict[str, StudySet] = {s.key: s for s in (
              description="PartImageNet 224 px with part masks (every part is foreground), ResNet-18"),
     _shapes("shapes-k4", "cifar10", 4),
     _shapes("shapes-k12", "cifar100", 12),
-    _shapes("shapes-k12-limited", "cifar100-2500", 12, n=800, test_size=0.5, limited_of="shapes-k12"),
+    _shapes("shapes-k12-limited", "cifar100-2500", 12, subset=0.25, epochs=8, limited_of="shapes-k12"),
 )}
 
 _BUILTIN_SETS = frozenset(STUDY_SETS)
