@@ -27,6 +27,10 @@ __all__ = [
 #: name -> "module:Class" of the experiments shipped with xairepro, in the order they run.
 BUILTIN_EXPERIMENTS: dict[str, str] = {
     "smoke": "xairepro.experiments.registry:SmokeExperiment",
+    "lico-accuracy": "xairepro.experiments.lico_study.accuracy:LicoAccuracyExperiment",
+    "lico-insdel": "xairepro.experiments.lico_study.insdel:LicoInsDelExperiment",
+    "lico-iou": "xairepro.experiments.lico_study.iou:LicoIouExperiment",
+    "lico-tau": "xairepro.experiments.lico_study.temperature:LicoTemperatureExperiment",
 }
 
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
