@@ -177,6 +177,11 @@ def test_quick_preset_uses_stand_ins_and_small_settings() -> None:
             assert spec.stand_in and spec.data == "shapes-seg"
         for ref in exp.references(cfg):
             assert "quick preset" in ref.note
+    # the limited-data stand-in is a training subset of the "more classes" stand-in, tested on its full test
+    # split (as CIFAR-100 (2,500) is CIFAR-100 with subset=2500)
+    limited, full = get_study_set("shapes-k12-limited"), get_study_set("shapes-k12")
+    assert limited.limited_of == full.key and limited.eval_options() == dict(full.options)
+    assert 0 < limited.options["subset"] < 1
     described = LicoInsDelExperiment().describe(LicoInsDelExperiment().make_config("quick"))
     assert list(described["protocols"]) == ["lico-fact", "petsiuk"] and "lico-fact" in described["protocol_note"]
     assert not math.isnan(described["protocols"]["lico-fact"]["pixels_per_step"])
