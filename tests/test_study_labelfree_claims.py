@@ -325,3 +325,14 @@ def test_quick_presets_name_their_stand_ins() -> None:
     vae = DisentangledVaeExperiment()
     assert {c.dataset for c in vae.cells(vae.make_config("quick"))} == {"digits", "dsprites-gen"}
     assert pct(0.05) == "5%" and pct(0.125) == "12.5%"
+
+
+def test_study_is_registered_with_quick_and_paper_presets() -> None:
+    from xairepro.experiments.registry import select_experiments
+
+    chosen = select_experiments(["labelfree"], "quick")
+    assert [e.name for e in chosen] == ["labelfree-feature-consistency", "labelfree-example-consistency",
+                                        "labelfree-pretext", "labelfree-vae"]
+    assert all({"quick", "paper"} <= set(e.presets) for e in chosen)
+    vae = chosen[-1].make_config("quick")
+    assert vae.betas == [1.0, 10.0] and vae.seeds == [0, 1]     # the extremes claim 4 compares, 2 runs

@@ -27,6 +27,10 @@ __all__ = [
 #: name -> "module:Class" of the experiments shipped with xairepro, in the order they run.
 BUILTIN_EXPERIMENTS: dict[str, str] = {
     "smoke": "xairepro.experiments.registry:SmokeExperiment",
+    "labelfree-feature-consistency": "xairepro.experiments.labelfree_study.feature_consistency:FeatureConsistencyExperiment",
+    "labelfree-example-consistency": "xairepro.experiments.labelfree_study.example_consistency:ExampleConsistencyExperiment",
+    "labelfree-pretext": "xairepro.experiments.labelfree_study.pretext:PretextExperiment",
+    "labelfree-vae": "xairepro.experiments.labelfree_study.disentangled_vae:DisentangledVaeExperiment",
     "lico-accuracy": "xairepro.experiments.lico_study.accuracy:LicoAccuracyExperiment",
     "lico-insdel": "xairepro.experiments.lico_study.insdel:LicoInsDelExperiment",
     "lico-iou": "xairepro.experiments.lico_study.iou:LicoIouExperiment",
