@@ -178,3 +178,20 @@ def test_rerun_loads_every_cell_from_the_cache(run, registered) -> None:
     again = reproduce(registered, preset="quick", out_dir=out, overrides=TINY, show_progress=False)
     assert again.computed == 0 and again.cached == summary.total
     pd.testing.assert_frame_equal(pd.read_csv(out / "results.csv"), frame)
+
+
+def test_same_seed_same_numbers_from_scratch(run, registered, tmp_path) -> None:
+    """One feature-consistency cell recomputed in a fresh folder (model retrained) gives the same records."""
+    from xairepro.runner.run import reproduce
+
+    _, _, frame = run
+    overrides = [o for o in TINY if o.startswith(FEATURE)] + [f"{FEATURE}.datasets=[mnist]", f"{FEATURE}.seeds=[1]"]
+    again = reproduce([FEATURE], preset="quick", out_dir=tmp_path / "again", overrides=overrides,
+                      show_progress=False)
+    assert again.computed == 1 and again.failed == 0
+    new = pd.read_csv(tmp_path / "again" / "results.csv")
+    old = frame[(frame["experiment"] == FEATURE) & (frame["dataset"] == "digits") & (frame["seed"] == 1)]
+    key = ["variant", "metric"]
+    merged = old.merge(new, on=key + ["config_hash"], suffixes=("_old", "_new"))
+    assert len(merged) == len(old) == len(new) == 4 * 6
+    assert (merged["value_old"] - merged["value_new"]).abs().max() <= 1e-6 * max(1.0, merged["value_old"].abs().max())
