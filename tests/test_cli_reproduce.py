@@ -69,8 +69,23 @@ def test_failing_cells_exit_1_and_are_named(toy: ToyExperiment, tmp_path: Path,
     rc, stdout, err = _run(["reproduce", "toy", "--out", str(tmp_path), "--no-progress"], capsys)
     assert rc == 1
     assert "4 computed, 0 cached, 4 failed" in stdout
-    assert "cell failed: toy/a/plus/seed=0: RuntimeError: boom in plus" in err
+    # the 4 cells with one error are one line, with the cells named
+    assert err.count("boom in plus") == 1
+    assert ("4 cells failed with the same error (toy/a/plus/seed=0, toy/a/plus/seed=1, toy/b/plus/seed=0 "
+            "and 1 more): RuntimeError: boom in plus") in err
     assert (tmp_path / "index.html").is_file()  # the report is still written, with the failures
+
+
+def test_a_failure_of_its_own_is_named_alone(toy: ToyExperiment, tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    toy.failing = {"plus", "times"}
+    rc, _, err = _run(["reproduce", "toy", "--out", str(tmp_path), "--no-progress", "--set", "datasets=[a]",
+                       "--set", "seeds=[0]"], capsys)
+    assert rc == 1
+    lines = err.strip().splitlines()
+    assert lines[:2] == ["xairepro: cell failed: toy/a/plus/seed=0: RuntimeError: boom in plus",
+                         "xairepro: cell failed: toy/a/times/seed=0: RuntimeError: boom in times"]
+    assert lines[2].startswith("xairepro: 2 cell(s) failed; rerun the same command") and len(lines) == 3
 
 
 def test_progress_display_counts_cells(toy: ToyExperiment, tmp_path: Path,

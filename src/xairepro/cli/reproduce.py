@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -73,10 +75,26 @@ def register(app: typer.Typer) -> None:
         print_results(summary.out_dir)
         print(f"{summary.total} cells: {summary.computed} computed, {summary.cached} cached, "
               f"{summary.failed} failed ({summary.wall_time_s:.1f} s) -> {html}")
-        for failure in summary.failures:
-            print(f"xairepro: cell failed: {failure.label}: {failure.error}", file=sys.stderr)
+        for error, labels in _group_failures(summary.failures):
+            if len(labels) == 1:
+                print(f"xairepro: cell failed: {labels[0]}: {error}", file=sys.stderr)
+            else:
+                named = ", ".join(labels[:3]) + (f" and {len(labels) - 3} more" if len(labels) > 3 else "")
+                print(f"xairepro: {len(labels)} cells failed with the same error ({named}): {error}",
+                      file=sys.stderr)
         if not summary.ok:
             print(f"xairepro: {summary.failed} cell(s) failed; rerun the same command to retry them "
                   f"(tracebacks in {summary.out_dir / 'cells'}/*/*.failed.json)", file=sys.stderr)
             return 1
         return 0
+
+
+def _group_failures(failures: Sequence[Any]) -> list[tuple[str, list[str]]]:
+    """(error, labels of the cells that failed with it), errors in order of first appearance.
+
+    A missing data set fails every cell that needs it with the same message: one line says it once.
+    """
+    groups: dict[str, list[str]] = {}
+    for failure in failures:
+        groups.setdefault(str(failure.error), []).append(failure.label)
+    return list(groups.items())
