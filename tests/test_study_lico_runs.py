@@ -59,8 +59,9 @@ def test_tiny_study_end_to_end_through_the_runner(lico_registered, tmp_path: Pat
     assert set(frame["experiment"]) == set(NAMES)
     acc = frame[frame["metric"] == "accuracy"].set_index(["experiment", "variant", "seed"])["value"]
     for variant in ("baseline", "lico"):
-        for seed in (0, 1):  # the accuracy table and Table 6 read the very same trained model
-            assert acc[("lico-accuracy", variant, seed)] == acc[("lico-tau", variant, seed)]
+        for seed in (0, 1):  # every table reads the very same trained model (full-test-split accuracy)
+            for other in ("lico-tau", "lico-insdel", "lico-iou"):
+                assert acc[("lico-accuracy", variant, seed)] == acc[(other, variant, seed)], other
     assert acc.between(0, 100).all()
     ins = frame[frame["experiment"] == "lico-insdel"]
     for method in ("gradcam", "gradcampp", "rise"):
@@ -72,6 +73,7 @@ def test_tiny_study_end_to_end_through_the_runner(lico_registered, tmp_path: Pat
         assert ((row[f"{method}.insertion"] - row[f"{method}.deletion"] - row[f"{method}.overall"]).abs()
                 < 1e-6).all()
     iou = frame[frame["experiment"] == "lico-iou"]
+    iou = iou[iou["metric"].str.startswith("soft_iou")]
     assert len(iou) == 8 and iou["value"].between(0, 1).all()
     tau = frame[frame["experiment"] == "lico-tau"]
     assert set(tau[tau["metric"] == "final_tau"]["variant"]) == {"lico", "lico-tau-fixed"}
@@ -90,6 +92,9 @@ def test_tiny_study_end_to_end_through_the_runner(lico_registered, tmp_path: Pat
     assert claims["limited-data"]["status"] == "inconclusive"
     assert "tiny-k3 diff" in claims["claim-2-accuracy"]["numbers"]
     assert "tiny-k3 Grad-CAM diff" in claims["claim-1-interpretability"]["numbers"]
+    for cid in ("claim-1-interpretability", "claim-2-accuracy", "finding-baseline-iou-above-lico"):
+        assert claims[cid]["numbers"]["tiny-k3 chance"] == pytest.approx(100 / 3)   # accuracy vs chance shown
+        assert "tiny-k3 lico accuracy" in claims[cid]["numbers"]
     # references of the stand-in, with the quick-preset note, in the summary
     summary_csv = pd.read_csv(out / "summary.csv")
     ref = summary_csv[(summary_csv["experiment"] == "lico-accuracy") & (summary_csv["variant"] == "baseline")

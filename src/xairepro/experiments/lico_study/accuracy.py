@@ -17,7 +17,7 @@ from xairepro.experiments.lico_study.common import QUICK_COMMON, StudyConfig, St
 from xairepro.experiments.lico_study.references import Published, accuracy_published
 from xairepro.experiments.lico_study.runs import trained_model
 from xairepro.experiments.lico_study.sets import VARIANT_LABELS, StudySet, get_study_set
-from xairepro.experiments.lico_study.stats import consistently, difference, gain_difference, never_above
+from xairepro.experiments.lico_study.stats import consistently, difference, gain_difference, guarded, never_above
 
 __all__ = ["AccuracyConfig", "LicoAccuracyExperiment", "accuracy_claims"]
 
@@ -30,9 +30,11 @@ class AccuracyConfig(StudyConfig):
     variants: list[str] = field(default_factory=lambda: ["baseline", "mm", "ot", "lico"])
 
 
-def accuracy_claims(sets: list[StudySet], z: float) -> list[Claim]:
-    """The claims of Tables 2 and 3 over ``sets`` (the data sets of the run)."""
+def accuracy_claims(sets: list[StudySet], z: float, min_skill: float = 0.0) -> list[Claim]:
+    """The claims of Tables 2 and 3 over ``sets`` (the data sets of the run); each is inconclusive when a
+    model it compares is not clearly above chance (``min_skill``, see :func:`~.stats.guarded`)."""
     keys = [s.key for s in sets]
+    classes = {s.key: s.num_classes for s in sets}
     full = [s for s in sets if s.limited_of is None]
     limited = [s for s in sets if s.limited_of in keys]
 
@@ -40,7 +42,8 @@ def accuracy_claims(sets: list[StudySet], z: float) -> list[Claim]:
         return {k: difference(results, "accuracy", k, a, b) for k in keys}
 
     def improves(results: Results) -> Verdict:
-        return consistently(effects("lico", "baseline", results), z, "LICO - baseline accuracy (points)")
+        return guarded(consistently(effects("lico", "baseline", results), z, "LICO - baseline accuracy (points)"),
+                       results, classes, ("baseline", "lico"), min_skill)
 
     def more_classes(results: Results) -> Verdict:
         if not full:
@@ -52,20 +55,25 @@ def accuracy_claims(sets: list[StudySet], z: float) -> list[Claim]:
             return Verdict("inconclusive", "every data set of this run has the same number of classes")
         gains = {f"{m.key} ({m.num_classes}) vs {f.key} ({f.num_classes})":
                  gain_difference(results, "accuracy", m.key, f.key, "lico", "baseline") for m in many for f in few}
-        return consistently(gains, z, "LICO gain with more classes - gain with fewer (points)")
+        return guarded(consistently(gains, z, "LICO gain with more classes - gain with fewer (points)"), results,
+                       {s.key: s.num_classes for s in many + few}, ("baseline", "lico"), min_skill)
 
     def limited_data(results: Results) -> Verdict:
         if not limited:
             return Verdict("inconclusive", "no limited-data set with its full-data counterpart in this run")
         gains = {f"{s.key} vs {s.limited_of}": gain_difference(results, "accuracy", s.key, s.limited_of or "",
                                                                "lico", "baseline") for s in limited}
-        return consistently(gains, z, "LICO gain with limited data - gain with full data (points)")
+        used = {s.key for s in limited} | {s.limited_of for s in limited}
+        return guarded(consistently(gains, z, "LICO gain with limited data - gain with full data (points)"),
+                       results, {k: n for k, n in classes.items() if k in used}, ("baseline", "lico"), min_skill)
 
     def mm_beats_ot(results: Results) -> Verdict:
-        return consistently(effects("mm", "ot", results), z, "MM only - OT only accuracy (points)")
+        return guarded(consistently(effects("mm", "ot", results), z, "MM only - OT only accuracy (points)"),
+                       results, classes, ("mm", "ot"), min_skill)
 
     def both_not_above_mm(results: Results) -> Verdict:
-        return never_above(effects("lico", "mm", results), z, "MM + OT - MM only accuracy (points)")
+        return guarded(never_above(effects("lico", "mm", results), z, "MM + OT - MM only accuracy (points)"),
+                       results, classes, ("lico", "mm"), min_skill)
 
     return [
         Claim("claim-2-accuracy", "Paper's claim 2: training with LICO consistently improves classification "
@@ -105,7 +113,7 @@ class LicoAccuracyExperiment(StudyExperiment):
         return [cell.record("accuracy", model.accuracy)]
 
     def claims(self, cfg: AccuracyConfig) -> list[Claim]:
-        return accuracy_claims(cfg.sets(), cfg.significance)
+        return accuracy_claims(cfg.sets(), cfg.significance, cfg.min_skill)
 
     def figures(self, results: Results, out_dir: Path) -> list[Figure]:
         from xairepro.experiments.lico_study.figures import grouped_bars

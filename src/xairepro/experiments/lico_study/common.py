@@ -38,7 +38,8 @@ class StudyConfig:
 
     ``lico``: ``LicoConfig`` options given to every LICO variant (the variant's own loss and temperature
     switches win).  ``significance``: a difference between variants counts in a claim when it exceeds this
-    many standard errors over seeds.  ``cpus``/``gpus``: resources of a cell (not part of its key).
+    many standard errors over seeds.  ``min_skill``: a claim is inconclusive when a model it compares has a
+    mean test accuracy with (acc - chance) / (100 - chance) below this (chance = 100 / K; see ``stats``).  ``cpus``/``gpus``: resources of a cell (not part of its key).
     """
 
     datasets: list[str] = field(default_factory=list)
@@ -47,6 +48,7 @@ class StudyConfig:
     training: StudyTraining = field(default_factory=StudyTraining)
     lico: dict[str, Any] = field(default_factory=lambda: {"text_encoder": "clip"})
     significance: float = 1.0
+    min_skill: float = 0.15
     cpus: int = 4
     gpus: float = 1.0
 
@@ -62,6 +64,8 @@ class StudyConfig:
             raise ConfigError(f"seeds must be distinct non-negative integers, got {list(self.seeds)}")
         if not self.significance > 0:
             raise ConfigError(f"significance must be > 0, got {self.significance}")
+        if not 0 <= self.min_skill < 1:
+            raise ConfigError(f"min_skill must be in [0, 1), got {self.min_skill}")
         if self.cpus < 1 or self.gpus < 0:
             raise ConfigError(f"cpus must be >= 1 and gpus >= 0, got {self.cpus}, {self.gpus}")
         self.training.validate()
@@ -144,7 +148,8 @@ class StudyExperiment(Experiment):
                 "text_encoder": lico["text_encoder"], "lico": lico,
                 "training": config_to_dict(cfg.training),
                 "claims_rule": f"a difference counts when |mean_a - mean_b| > {cfg.significance:g} x "
-                               "sqrt(s_a^2/n_a + s_b^2/n_b) over seeds"}
+                               "sqrt(s_a^2/n_a + s_b^2/n_b) over seeds; a claim is inconclusive when a model it "
+                               f"compares has (acc - chance) / (100 - chance) < {cfg.min_skill:g}"}
 
     @staticmethod
     def seeds_of(results: Results) -> list[int]:

@@ -25,7 +25,7 @@ from xairepro.experiments.lico_study.evaluation import (
 from xairepro.experiments.lico_study.references import Published, insdel_published
 from xairepro.experiments.lico_study.runs import SaliencySettings, trained_model
 from xairepro.experiments.lico_study.sets import VARIANT_LABELS, StudySet, get_study_set
-from xairepro.experiments.lico_study.stats import consistently, difference
+from xairepro.experiments.lico_study.stats import consistently, difference, guarded
 
 __all__ = ["InsDelConfig", "LicoInsDelExperiment", "QUICK_SALIENCY", "insdel_metrics", "insdel_tables",
            "interpretability_claim", "examples_figure"]
@@ -68,13 +68,16 @@ def insdel_tables(methods: tuple[str, ...] = ("gradcam", "gradcampp", "rise"),
                  for p in protocols for m in methods)
 
 
-def interpretability_claim(keys: list[str], methods: list[str], z: float) -> Claim:
-    """The paper's claim 1 on the primary protocol's Overall, every data set x method."""
+def interpretability_claim(keys: list[str], methods: list[str], z: float, classes: dict[str, int] | None = None,
+                           min_skill: float = 0.0) -> Claim:
+    """The paper's claim 1 on the primary protocol's Overall, every data set x method; inconclusive when a
+    compared model is not clearly above chance (``classes``: K of each data set, see :func:`~.stats.guarded`)."""
 
     def check(results: Results) -> Verdict:
         effects = {f"{k} {METHOD_LABELS[m]}": difference(results, f"{m}.overall", k, "lico", "baseline")
                    for k in keys for m in methods}
-        return consistently(effects, z, "LICO - baseline Overall (AUC points)")
+        return guarded(consistently(effects, z, "LICO - baseline Overall (AUC points)"), results, classes or {},
+                       ("baseline", "lico"), min_skill)
 
     return Claim("claim-1-interpretability", "Paper's claim 1: training with LICO consistently improves "
                  "interpretability, here insertion - deletion (Overall) of every saliency method and data set "
@@ -125,8 +128,10 @@ class LicoInsDelExperiment(StudyExperiment):
         "quick": {**QUICK_COMMON, "datasets": ["shapes-k4", "shapes-k12"], "saliency": QUICK_SALIENCY},
         "paper": {},
     }
-    metrics = {**insdel_metrics(), "explained_accuracy": MetricSpec("accuracy on the explained images (%)", True)}
-    tables = insdel_tables(source="seed 000, Tables 1 and 4")
+    metrics = {**insdel_metrics(), "explained_accuracy": MetricSpec("accuracy on the explained images (%)", True),
+               "accuracy": MetricSpec("test accuracy of the explained model (%, full test split)", True)}
+    tables = (*insdel_tables(source="seed 000, Tables 1 and 4"),
+              TableSpec("Test accuracy (%) of the explained models (full test split)", ("accuracy",)))
 
     def published(self) -> list[Published]:
         return insdel_published()
@@ -135,10 +140,13 @@ class LicoInsDelExperiment(StudyExperiment):
         return {"saliency": config_to_dict(cfg.saliency)}
 
     def run_cell(self, cell: Cell, ctx: Context) -> list[Record]:
-        return insdel_records(cell, ctx, self.settings(cell))
+        training, lico = self.settings(cell)
+        model = trained_model(ctx, get_study_set(cell.dataset), cell.variant, cell.seed, training, lico)
+        return [cell.record("accuracy", model.accuracy)] + insdel_records(cell, ctx, (training, lico))
 
     def claims(self, cfg: InsDelConfig) -> list[Claim]:
-        return [interpretability_claim(list(cfg.datasets), list(cfg.saliency.methods), cfg.significance)]
+        return [interpretability_claim(list(cfg.datasets), list(cfg.saliency.methods), cfg.significance,
+                                       {s.key: s.num_classes for s in cfg.sets()}, cfg.min_skill)]
 
     def figures(self, results: Results, out_dir: Path) -> list[Figure]:
         return overall_figures(results, out_dir, "Overall (AUC points)", "seed 000, Tables 1 and 4") + \

@@ -20,7 +20,7 @@ from xairepro.experiments.lico_study.evaluation import iou_scores
 from xairepro.experiments.lico_study.references import Published, iou_published
 from xairepro.experiments.lico_study.runs import trained_model
 from xairepro.experiments.lico_study.sets import VARIANT_LABELS, StudySet, get_study_set
-from xairepro.experiments.lico_study.stats import consistently, difference
+from xairepro.experiments.lico_study.stats import consistently, difference, guarded
 
 __all__ = ["IouConfig", "LicoIouExperiment", "iou_claim"]
 
@@ -40,10 +40,13 @@ class IouConfig(StudyConfig):
             raise ConfigError(f"n_images and batch must be >= 1, got {self.n_images}, {self.batch}")
 
 
-def iou_claim(keys: list[str], z: float) -> Claim:
+def iou_claim(keys: list[str], z: float, classes: dict[str, int] | None = None, min_skill: float = 0.0) -> Claim:
+    """Inconclusive when a compared model is not clearly above chance (see :func:`~.stats.guarded`)."""
+
     def check(results: Results) -> Verdict:
         effects = {k: difference(results, "soft_iou_batch", k, "baseline", "lico") for k in keys}
-        return consistently(effects, z, "baseline - LICO soft IoU")
+        return guarded(consistently(effects, z, "baseline - LICO soft IoU"), results, classes or {},
+                       ("baseline", "lico"), min_skill)
 
     return Claim("finding-baseline-iou-above-lico", "Study's finding: Grad-CAM maps of the baseline overlap the "
                  "segmentation masks more than LICO's (higher soft IoU)", check, "seed 000, Section 4.4.1; Table 5")
@@ -60,9 +63,11 @@ class LicoIouExperiment(StudyExperiment):
     metrics = {
         "soft_iou_batch": MetricSpec("soft IoU, pooled per batch (the reproduction's choice)", True),
         "soft_iou_image": MetricSpec("soft IoU, mean over images", True),
+        "accuracy": MetricSpec("test accuracy of the explained model (%, full test split)", True),
     }
     tables = (TableSpec("Soft IoU of Grad-CAM maps with segmentation masks", ("soft_iou_batch", "soft_iou_image"),
-                        "seed 000, Table 5"),)
+                        "seed 000, Table 5"),
+              TableSpec("Test accuracy (%) of the explained models (full test split)", ("accuracy",)))
 
     def published(self) -> list[Published]:
         return iou_published()
@@ -79,10 +84,12 @@ class LicoIouExperiment(StudyExperiment):
         spec = get_study_set(cell.dataset)
         model = trained_model(ctx, spec, cell.variant, cell.seed, training, lico)
         scores = iou_scores(ctx, model, spec, int(cell.params["n_images"]), int(cell.params["batch"]))
-        return [cell.record(k, scores[k]) for k in ("soft_iou_batch", "soft_iou_image")]
+        return [cell.record("accuracy", model.accuracy)] + [cell.record(k, scores[k])
+                                                            for k in ("soft_iou_batch", "soft_iou_image")]
 
     def claims(self, cfg: IouConfig) -> list[Claim]:
-        return [iou_claim(list(cfg.datasets), cfg.significance)]
+        return [iou_claim(list(cfg.datasets), cfg.significance, {s.key: s.num_classes for s in cfg.sets()},
+                          cfg.min_skill)]
 
     def figures(self, results: Results, out_dir: Path) -> list[Figure]:
         from xairepro.experiments.lico_study.figures import grouped_bars

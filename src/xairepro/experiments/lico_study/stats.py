@@ -12,17 +12,26 @@ difference is *undecided*.
   comparison is decided and none does;
 - :func:`no_difference` ("no significant difference"): fails when any difference counts, holds when
   all are decided and none does.
+
+Chance guard (:func:`chance_check`, :func:`guarded`): a comparison between models that barely learned the
+task is noise, so a claim says ``inconclusive`` when any model it compares has a mean test accuracy whose
+chance-corrected value (acc - chance) / (100 - chance), chance = 100 / K, is below ``min_skill``; the
+accuracies and chance levels join the deciding numbers either way.  Sets without accuracy records are not
+guarded.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from xairepro.experiments.base import Results, Verdict
 
-__all__ = ["Effect", "difference", "gain_difference", "consistently", "never_above", "no_difference"]
+__all__ = [
+    "Effect", "difference", "gain_difference", "consistently", "never_above", "no_difference", "chance_check",
+    "guarded",
+]
 
 
 @dataclass(frozen=True)
@@ -128,3 +137,40 @@ def no_difference(effects: Mapping[str, Effect], z: float, what: str) -> Verdict
     if any(d is None for d in dirs.values()):
         return Verdict("inconclusive", f"some comparisons cannot be decided. {detail}", _numbers(effects))
     return Verdict("holds", f"no difference beyond the uncertainty. {detail}", _numbers(effects))
+
+
+def chance_check(results: Results, classes: Mapping[str, int], variants: Sequence[str],
+                 min_skill: float) -> tuple[list[str], dict[str, float]]:
+    """Models (data set, variant) of ``classes`` x ``variants`` not clearly above chance, and the numbers.
+
+    ``classes`` maps each data set to its number of classes K.  A model is clearly above chance when its
+    mean test accuracy (%, over seeds) has (acc - chance) / (100 - chance) >= ``min_skill``.
+    """
+    below: list[str] = []
+    numbers: dict[str, float] = {}
+    for key, k in classes.items():
+        chance = 100.0 / k
+        for variant in variants:
+            acc = results.mean("accuracy", key, variant)
+            if math.isnan(acc):
+                continue
+            numbers[f"{key} chance"] = chance
+            numbers[f"{key} {variant} accuracy"] = acc
+            if (acc - chance) / (100.0 - chance) < min_skill:
+                below.append(f"{key} {variant} {acc:.1f}% (chance {chance:.1f}%)")
+    return below, numbers
+
+
+def guarded(verdict: Verdict, results: Results, classes: Mapping[str, int], variants: Sequence[str],
+            min_skill: float) -> Verdict:
+    """``verdict`` with the compared models' accuracies added, or ``inconclusive`` when one is near chance."""
+    below, numbers = chance_check(results, classes, variants, min_skill)
+    merged = {**numbers, **verdict.numbers}
+    if below and verdict.status != "inconclusive":
+        return Verdict("inconclusive", f"models not clearly above chance ((acc - chance) / (100 - chance) < "
+                       f"{min_skill:g}): {', '.join(below)}; the comparison alone would say {verdict.status}: "
+                       f"{verdict.reason}", merged)
+    if below:
+        return Verdict(verdict.status, f"models not clearly above chance: {', '.join(below)}. {verdict.reason}",
+                       merged)
+    return Verdict(verdict.status, verdict.reason, merged)

@@ -23,7 +23,7 @@ from xairepro.experiments.lico_study.insdel import (
 from xairepro.experiments.lico_study.references import Published, tau_published
 from xairepro.experiments.lico_study.runs import SaliencySettings, trained_model
 from xairepro.experiments.lico_study.sets import VARIANT_LABELS, StudySet, get_study_set
-from xairepro.experiments.lico_study.stats import difference, no_difference
+from xairepro.experiments.lico_study.stats import difference, guarded, no_difference
 
 __all__ = ["TauConfig", "LicoTemperatureExperiment", "tau_claim"]
 
@@ -41,7 +41,10 @@ class TauConfig(StudyConfig):
         self.saliency.validate()
 
 
-def tau_claim(keys: list[str], methods: list[str], z: float) -> Claim:
+def tau_claim(keys: list[str], methods: list[str], z: float, classes: dict[str, int] | None = None,
+              min_skill: float = 0.0) -> Claim:
+    """Inconclusive when a compared model is not clearly above chance (see :func:`~.stats.guarded`)."""
+
     def check(results: Results) -> Verdict:
         effects = {}
         for k in keys:
@@ -49,7 +52,8 @@ def tau_claim(keys: list[str], methods: list[str], z: float) -> Claim:
             for m in methods:
                 effects[f"{k} {METHOD_LABELS[m]} Overall"] = difference(results, f"{m}.overall", k, "lico",
                                                                         "lico-tau-fixed")
-        return no_difference(effects, z, "tau learnable - tau fixed")
+        return guarded(no_difference(effects, z, "tau learnable - tau fixed"), results, classes or {},
+                       ("lico", "lico-tau-fixed"), min_skill)
 
     return Claim("finding-tau-no-difference", "Study's finding: a fixed temperature (tau = 1) instead of a "
                  "learnable one makes no significant difference to accuracy or Overall", check,
@@ -96,7 +100,8 @@ class LicoTemperatureExperiment(StudyExperiment):
         return records + scores
 
     def claims(self, cfg: TauConfig) -> list[Claim]:
-        return [tau_claim(list(cfg.datasets), list(cfg.saliency.methods), cfg.significance)]
+        return [tau_claim(list(cfg.datasets), list(cfg.saliency.methods), cfg.significance,
+                          {s.key: s.num_classes for s in cfg.sets()}, cfg.min_skill)]
 
     def figures(self, results: Results, out_dir: Path) -> list[Figure]:
         from xairepro.experiments.lico_study.figures import grouped_bars
