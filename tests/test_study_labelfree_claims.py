@@ -145,13 +145,13 @@ def test_claim3_verdicts_on_synthetic_results(saliency, example, interchangeable
 
 # ---------------------------------------------------------------------------------------- claim 4
 
-def _vae_rows(low: list[float], high: list[float], dataset: str = "digits") -> list:
+def _vae_rows(low: list[float], high: list[float], dataset: str = "digits", informative: float = 3.0) -> list:
     rows = []
     for vae_type in ("beta-vae", "tc-vae"):
         for seed, (lo, hi) in enumerate(zip(low, high)):
-            rows += [(dataset, vae_variant(vae_type, 1.0), seed, "pearson", lo),
-                     (dataset, vae_variant(vae_type, 5.0), seed, "pearson", (lo + hi) / 2),
-                     (dataset, vae_variant(vae_type, 10.0), seed, "pearson", hi)]
+            for beta, value in ((1.0, lo), (5.0, (lo + hi) / 2), (10.0, hi)):
+                rows += [(dataset, vae_variant(vae_type, beta), seed, "pearson", value),
+                         (dataset, vae_variant(vae_type, beta), seed, "informative_units", informative)]
     return rows
 
 
@@ -176,6 +176,40 @@ def test_claim4_one_run_or_missing_type_is_inconclusive() -> None:
     assert c.check(frame(_vae_rows([0.4], [0.5]))).status == "inconclusive"
     only_beta = [r for r in _vae_rows([0.40, 0.42, 0.41], [0.45, 0.47, 0.46]) if r[1].startswith("beta-vae")]
     assert c.check(frame(only_beta)).status == "inconclusive"
+
+
+def test_claim4_with_collapsed_units_is_inconclusive_with_the_reason() -> None:
+    """A clear decrease of the Pearson correlation between unit maps decides nothing when a run's latent units
+    are collapsed (fewer than 2 informative units): the maps then encode no generative factor."""
+    exp = DisentangledVaeExperiment()
+    cfg = exp.make_config("quick", ["betas=[1.0,5.0,10.0]"])
+    c = claim(exp, cfg, "claim4-mnist")
+    low, high = [0.60, 0.62, 0.61], [0.20, 0.22, 0.21]
+    assert c.check(frame(_vae_rows(low, high, informative=2.0))).status == "fails"
+    collapsed = c.check(frame(_vae_rows(low, high, informative=1.0)))
+    assert collapsed.status == "inconclusive" and "collapsed latent units" in collapsed.reason
+    assert collapsed.numbers["beta-vae fewest informative units"] == 1.0
+    # one collapsed run at the largest beta is enough
+    rows = [r if not (r[1] == vae_variant("beta-vae", 10.0) and r[2] == 1 and r[3] == "informative_units")
+            else (*r[:4], 0.0) for r in _vae_rows(low, high)]
+    verdict = c.check(frame(rows))
+    assert verdict.status == "fails"                              # tc-vae still fails on its own
+    assert "beta-vae" in verdict.reason and "collapsed" in verdict.reason
+    # not recorded: nothing vouches for the units
+    no_units = [r for r in _vae_rows(low, high) if r[3] != "informative_units"]
+    assert c.check(frame(no_units)).status == "inconclusive"
+
+
+def test_informative_units_counts_units_whose_mean_varies() -> None:
+    import torch
+
+    from xairepro.experiments.labelfree_study.vae_runs import informative_units
+
+    gen = torch.Generator().manual_seed(0)
+    mu = torch.cat([torch.randn(200, 2, generator=gen), 0.05 * torch.randn(200, 1, generator=gen),
+                    torch.full((200, 1), 3.0)], dim=1)           # var ~1, ~1, ~0.0025, 0
+    assert informative_units(mu) == 2.0
+    assert informative_units(mu, threshold=0.001) == 3.0
 
 
 def test_vae_variant_round_trip() -> None:

@@ -153,13 +153,15 @@ def test_vae_records(run) -> None:
         g = f[f["dataset"] == dataset]
         assert set(g["variant"]) == {"beta-vae beta=1", "beta-vae beta=10", "tc-vae beta=1", "tc-vae beta=10"}
         assert set(g["metric"]) == {"pearson", "pearson_per_example", "spearman", "cosine", "entropy",
-                                    "active_units"}
-        assert len(g) == 4 * 2 * 6
+                                    "active_units", "informative_units"}
+        assert len(g) == 4 * 2 * 7
         val = g.set_index("metric")["value"]
         assert val[["pearson", "spearman", "pearson_per_example"]].between(-1, 1).all()
         assert val["cosine"].between(0, 1 + 1e-9).all()             # maps are |.|: non-negative
         assert val["entropy"].between(0, math.log(d) + 1e-9).all()
         assert val["active_units"].between(1, d).all()
+        units = val["informative_units"]
+        assert units.between(0, d).all() and (units == units.round()).all()
 
 
 def test_models_are_shared_between_experiments(run) -> None:

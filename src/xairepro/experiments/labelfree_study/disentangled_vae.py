@@ -8,7 +8,10 @@ Spearman (pooled), cosine (per example), attribution entropy and active units.
 Claim 4 (per data set, every VAE type): the Pearson correlation between unit maps does not decrease as
 beta grows.  With D = mean Pearson at the largest beta - mean at the smallest (unpaired over runs) and u
 its uncertainty: holds when D - u > -tolerance (any decrease is below ``tolerance``), fails when
-D + u < -tolerance (a decrease larger than ``tolerance``), inconclusive otherwise.
+D + u < -tolerance (a decrease larger than ``tolerance``), inconclusive otherwise.  A correlation between
+unit maps only speaks of disentanglement when the units encode something: every run compared must have at
+least two informative units (Var_x(mu_j) > 0.01, recorded as ``informative_units``); otherwise (collapsed
+posteriors, e.g. under-trained VAEs) that VAE type is inconclusive, with the reason.
 """
 
 from __future__ import annotations
@@ -31,10 +34,14 @@ __all__ = ["VaeSet", "DisentangledVaeConfig", "DisentangledVaeExperiment", "VAE_
 
 #: VAE type -> training method of ``xairepro.experiments.training``.
 VAE_TYPES = {"beta-vae": "vae", "tc-vae": "tcvae"}
-STATISTICS = ("pearson", "pearson_per_example", "spearman", "cosine", "entropy", "active_units")
+STATISTICS = ("pearson", "pearson_per_example", "spearman", "cosine", "entropy", "active_units",
+              "informative_units")
+#: Claim 4 needs at least this many informative latent units in every run it compares.
+MIN_INFORMATIVE = 2
 LABELS = {"pearson": "Pearson (pooled)", "pearson_per_example": "Pearson (per example)",
           "spearman": "Spearman (pooled)", "cosine": "cosine", "entropy": "attribution entropy (nats)",
-          "active_units": "active units"}
+          "active_units": "active units (units sharing a feature's saliency above 1/d)",
+          "informative_units": "informative units (Var_x mu_j > 0.01)"}
 _VARIANT = re.compile(r"^(?P<type>[a-z-]+) beta=(?P<beta>[0-9.eE+-]+)$")
 
 
@@ -120,7 +127,7 @@ class DisentangledVaeExperiment(LabelFreeExperiment):
     name = "labelfree-vae"
     title = "Disentangled VAEs: correlation between the saliency maps of latent units vs beta"
     reproduces = "seed 003, Figure 4"
-    version = "1"
+    version = "2"
     config_class = DisentangledVaeConfig
     presets = {
         "quick": {"datasets": ["mnist", "dsprites"], "seeds": [0, 1], "betas": [1.0, 10.0], **QUICK_SETS},
@@ -199,6 +206,19 @@ def _claim4_check(cfg: DisentangledVaeConfig, dataset: str):
                                     results.values("pearson", dataset, vae_variant(vae_type, low)), cfg.claim_z)
             numbers[f"{vae_type} change"] = d.mean
             numbers[f"{vae_type} uncertainty"] = d.uncertainty
+            informative = {beta: results.values("informative_units", dataset, vae_variant(vae_type, beta))
+                           for beta in (low, high)}
+            fewest = min((float(v.min()) if v.size else float("nan") for v in informative.values()),
+                         key=lambda u: -1.0 if u != u else u)   # a side not recorded (NaN) counts as none
+            numbers[f"{vae_type} fewest informative units"] = fewest
+            if d.n >= 2 and not fewest >= MIN_INFORMATIVE:
+                statuses.append("inconclusive")
+                shown = "; ".join(f"beta={b:g}: {', '.join(f'{u:g}' for u in v.tolist()) or 'none'}"
+                                  for b, v in informative.items())
+                parts.append(f"{fmt_diff(vae_type, d)} -> inconclusive: collapsed latent units, fewer than "
+                             f"{MIN_INFORMATIVE} informative units (Var_x mu_j > 0.01) in a run ({shown}): the "
+                             "correlation between unit maps measures no encoded factor")
+                continue
             if d.n < 2 or d.uncertainty != d.uncertainty:
                 statuses.append("inconclusive")
             elif d.low > -cfg.tolerance:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor
 
 from xairepro.config import resolve_config
@@ -10,7 +11,18 @@ from xairepro.experiments.labelfree_study.disentangled_vae import VaeSet, vae_se
 from xairepro.experiments.labelfree_study.models import load_tensors, pick_indices, trained_model
 from xairepro.utils import derive_seed
 
-__all__ = ["vae_records", "unit_map_statistics"]
+__all__ = ["vae_records", "unit_map_statistics", "informative_units", "INFORMATIVE_VARIANCE"]
+
+#: A latent unit is informative when its posterior mean varies over the data: Var_x(mu_j(x)) > 0.01
+#: (the "active units" criterion of Burda et al. 2016).  A collapsed unit (mu_j constant, KL ~ 0) encodes
+#: nothing, so the correlation between its saliency map and another unit's says nothing about disentanglement.
+INFORMATIVE_VARIANCE = 0.01
+
+
+def informative_units(mu: Tensor, threshold: float = INFORMATIVE_VARIANCE) -> float:
+    """Number of latent units whose posterior mean varies over the examples: Var_x(mu_j) > threshold
+    (``mu`` (N, d); sample variance, N >= 2)."""
+    return float((mu.detach().double().var(0) > threshold).sum())
 
 
 def unit_map_statistics(maps: Tensor) -> dict[str, float]:
@@ -40,7 +52,10 @@ def vae_records(cell: Cell, ctx: Context) -> list[Record]:
     x, y = load_tensors(setup, "test", ctx)
     x = x[pick_indices(y, vs.n_test, cell.seed, balanced=False, key="vae-test").to(x.device)]
     explainer = LabelFreeAttribution(trained.model.encoder, "gradient_shap")
+    with torch.no_grad():
+        mu = trained.model.encoder(x)
     maps = explainer.attribute_per_unit(x, seed=derive_seed(cell.seed, "vae-gradient-shap"),
                                         batch_size=int(p["batch_size"]),
                                         n_samples=int(p["gradient_shap_samples"]))
-    return [cell.record(name, value) for name, value in unit_map_statistics(maps).items()]
+    stats = {**unit_map_statistics(maps), "informative_units": informative_units(mu)}
+    return [cell.record(name, value) for name, value in stats.items()]
