@@ -189,6 +189,13 @@ def test_every_claim_is_inconclusive_when_its_models_are_near_chance():
         "finding-both-not-above-mm": "inconclusive"}
     assert all("not clearly above chance" in v.reason for v in got.values())
     assert got["claim-2-accuracy"].numbers["shapes-k12 lico accuracy"] == pytest.approx(12.1)
+    # each claim guards the variants it compares: only OT near chance -> the MM/OT finding is undecided
+    learned = {(d, v): {"lico": [50.0, 50.2], "ot": [55.0, 55.2]}.get(v, [60.0, 60.2]) for (d, v) in rows}
+    assert verdicts(exp, cfg, _acc(learned))["finding-mm-beats-ot"] == "holds"
+    learned[("shapes-k12", "ot")] = [12.0, 12.2]
+    got = verdicts(exp, cfg, _acc(learned))
+    assert got["finding-mm-beats-ot"] == "inconclusive" and got["claim-2-accuracy"] == "fails"
+    assert got["finding-both-not-above-mm"] == "holds"
     # only the 4-class set: LICO below the baseline there decides claim 2
     k4 = exp.make_config("quick", overrides=["datasets=[shapes-k4]"])
     assert verdicts(exp, k4, _acc(rows))["claim-2-accuracy"] == "fails"
