@@ -233,6 +233,38 @@ SEED_NUMBERS = [
 ]
 
 
+#: Every number of the seed's pretext tables, typed (by the reviewer) row by row from its lower triangles:
+#: rows Den., Inp., Clas. against columns Rec., Den., Inp.
+SEED_TABLES = {
+    "Table 3a": ("mnist", "saliency", "gradient_shap",
+                 "0.38 0.02 | 0.33 0.05 0.32 0.02 | 0.43 0.02 0.40 0.01 0.35 0.04"),
+    "Table 3b": ("mnist", "example", "dknn", "0.08 0.04 | 0.13 0.05 0.09 0.01 | 0.07 0.02 0.05 0.02 0.08 0.02"),
+    "Table 5": ("fashion-mnist", "saliency", "gradient_shap",
+                ".49 .05 | .43 .02 .45 .02 | .37 .01 .36 .02 .31 .03"),
+    "Table 6": ("fashion-mnist", "example", "dknn", ".27 .06 | .30 .03 .31 .09 | .07 .02 .07 .03 .07 .03"),
+    "Table 7": ("mnist", "saliency", "integrated_gradients",
+                "0.45 0.06 | 0.43 0.08 0.45 0.05 | 0.39 0.03 0.4 0.02 0.35 0.05"),
+}
+
+
+def test_every_published_number_matches_the_seed() -> None:
+    from xairepro.experiments.labelfree_study.references import PUBLISHED_TABLES
+
+    cells = {"den": ["rec"], "inp": ["rec", "den"], "clas": ["rec", "den", "inp"]}
+    exp = PretextExperiment()
+    refs = {(r.source, r.dataset, r.variant, r.metric): (r.value, r.std) for r in exp.references(
+        exp.make_config("paper"))}
+    typed = {t.table: t for t in PUBLISHED_TABLES}
+    for table, (key, kind, method, text) in SEED_TABLES.items():
+        numbers = [float(v) for v in text.replace("|", " ").split()]
+        expected = {(row, col): (numbers[2 * i], numbers[2 * i + 1]) for i, (row, col) in
+                    enumerate((r, c) for r, cols in cells.items() for c in cols)}
+        assert typed[table].pairs() == expected, table
+        assert (typed[table].dataset, typed[table].kind, typed[table].method) == (key, kind, method), table
+        for (a, b), value in expected.items():
+            assert refs[(f"seed 003, {table}", key, method, pair_metric(kind, "pearson", a, b))] == value
+
+
 def test_paper_references_match_the_seed_tables() -> None:
     exp = PretextExperiment()
     cfg = exp.make_config("paper")
