@@ -13,9 +13,11 @@ difference is *undecided*.
 - :func:`no_difference` ("no significant difference"): fails when any difference counts, holds when
   all are decided and none does.
 
-Chance guard (:func:`chance_check`, :func:`guarded`): a comparison between models that barely learned the
-task is noise, so a claim says ``inconclusive`` when any model it compares has a mean test accuracy whose
-chance-corrected value (acc - chance) / (100 - chance), chance = 100 / K, is below ``min_skill``; the
+Chance guard (:func:`chance_check`, :func:`guarded`): a comparison on a task the models could not learn
+at this budget is noise, so a claim says ``inconclusive`` when, on a data set it uses, the baseline (CE)
+model's mean test accuracy has a chance-corrected value (acc - chance) / (100 - chance), chance = 100 / K,
+below ``min_skill`` (without a baseline record, the compared models are judged).  A compared variant that
+falls to chance where the baseline learned is the variant's effect: the verdict stands and names it.  The
 accuracies and chance levels join the deciding numbers either way.  Sets without accuracy records are not
 guarded.
 """
@@ -140,30 +142,55 @@ def no_difference(effects: Mapping[str, Effect], z: float, what: str) -> Verdict
 
 
 def chance_check(results: Results, classes: Mapping[str, int], variants: Sequence[str],
-                 min_skill: float) -> tuple[list[str], dict[str, float]]:
-    """Models (data set, variant) of ``classes`` x ``variants`` not clearly above chance, and the numbers.
+                 min_skill: float, reference: str = "baseline") -> tuple[list[str], dict[str, float]]:
+    """Data sets of ``classes`` whose models are not clearly above chance, and the numbers.
 
     ``classes`` maps each data set to its number of classes K.  A model is clearly above chance when its
-    mean test accuracy (%, over seeds) has (acc - chance) / (100 - chance) >= ``min_skill``.
+    mean test accuracy (%, over seeds) has (acc - chance) / (100 - chance) >= ``min_skill``.  A set is
+    judged by its ``reference`` (baseline, CE) model when that has an accuracy record: whether the task is
+    learnable at this budget; a compared variant that falls to chance where the baseline learned is the
+    variant's own effect, not noise.  Without a reference record the compared ``variants`` are judged.
+    The accuracies of the reference and of every compared variant are returned either way.
     """
     below: list[str] = []
     numbers: dict[str, float] = {}
     for key, k in classes.items():
         chance = 100.0 / k
-        for variant in variants:
+        ref = results.mean("accuracy", key, reference)
+        judged = [reference] if not math.isnan(ref) else list(variants)
+        for variant in dict.fromkeys([*judged, *variants]):
             acc = results.mean("accuracy", key, variant)
             if math.isnan(acc):
                 continue
             numbers[f"{key} chance"] = chance
             numbers[f"{key} {variant} accuracy"] = acc
-            if (acc - chance) / (100.0 - chance) < min_skill:
+            if variant in judged and (acc - chance) / (100.0 - chance) < min_skill:
                 below.append(f"{key} {variant} {acc:.1f}% (chance {chance:.1f}%)")
     return below, numbers
 
 
+def _collapsed(results: Results, classes: Mapping[str, int], variants: Sequence[str], min_skill: float,
+               reference: str = "baseline") -> list[str]:
+    """Compared variants near chance on sets whose reference model learned (reported, not guarded)."""
+    out = []
+    for key, k in classes.items():
+        chance = 100.0 / k
+        if math.isnan(results.mean("accuracy", key, reference)):
+            continue
+        for variant in variants:
+            acc = results.mean("accuracy", key, variant)
+            if variant != reference and not math.isnan(acc) and (acc - chance) / (100.0 - chance) < min_skill:
+                out.append(f"{key} {variant} {acc:.1f}% (chance {chance:.1f}%)")
+    return out
+
+
 def guarded(verdict: Verdict, results: Results, classes: Mapping[str, int], variants: Sequence[str],
             min_skill: float) -> Verdict:
-    """``verdict`` with the compared models' accuracies added, or ``inconclusive`` when one is near chance."""
+    """``verdict`` with the models' accuracies added, or ``inconclusive`` when a set's baseline is near chance.
+
+    Compared variants near chance where the baseline learned leave the verdict as it is and are named in
+    its reason (their failure to learn is part of what the comparison measures).
+    """
     below, numbers = chance_check(results, classes, variants, min_skill)
     merged = {**numbers, **verdict.numbers}
     if below and verdict.status != "inconclusive":
@@ -173,4 +200,8 @@ def guarded(verdict: Verdict, results: Results, classes: Mapping[str, int], vari
     if below:
         return Verdict(verdict.status, f"models not clearly above chance: {', '.join(below)}. {verdict.reason}",
                        merged)
+    collapsed = _collapsed(results, classes, variants, min_skill)
+    if collapsed:
+        return Verdict(verdict.status, f"compared models near chance where the baseline learned (an effect "
+                       f"of the variant): {', '.join(collapsed)}. {verdict.reason}", merged)
     return Verdict(verdict.status, verdict.reason, merged)
