@@ -10,6 +10,7 @@ Schaar 2022) as the reproduction ran it; ``QUICK_*`` are small stand-ins for a 2
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -18,6 +19,7 @@ from xairepro.experiments.base import Cell, Experiment
 
 __all__ = [
     "STUDY", "SOURCE", "DATA_SEED", "ModelSetup", "LabelFreeExperiment", "check_fractions", "check_seeds",
+    "check_choices", "check_claim_fractions", "set_name",
     "pct", "STUDY_DATA", "stand_in_note", "frac_metric", "parse_frac_metric",
 ]
 
@@ -73,6 +75,25 @@ def check_fractions(values: list[float], what: str, *, allow_zero: bool = False)
         raise ConfigError(f"{what} must lie in {'[0' if allow_zero else '(0'}, 1] (0.05 = 5%), got {bad}")
     if len(set(values)) != len(values):
         raise ConfigError(f"{what} has duplicates: {values}")
+
+
+def check_choices(values: list[str], allowed: Sequence[str], what: str, noun: str = "values") -> None:
+    """``values`` must be a non-empty list of distinct members of ``allowed``."""
+    if not values or any(v not in allowed for v in values) or len(set(values)) != len(values):
+        raise ConfigError(f"{what} must be distinct {noun} of {', '.join(allowed)}; got {values}")
+
+
+def check_claim_fractions(claim_fractions: list[float], fractions: list[float]) -> None:
+    """The fractions a claim reads must be valid and among the fractions the cells compute."""
+    check_fractions(claim_fractions, "claim_fractions")
+    missing = [f for f in claim_fractions if f not in fractions]
+    if missing:
+        raise ConfigError(f"claim_fractions {missing} are not among fractions {fractions}")
+
+
+def set_name(key: str, data: str) -> str:
+    """A data set as the study names it, with the stand-in that replaced it: "MNIST (digits)"."""
+    return STUDY_DATA[key] + (f" ({data})" if data != key else "")
 
 
 def check_seeds(seeds: list[int], what: str = "seeds") -> None:

@@ -25,7 +25,7 @@ from xairepro.config import config_to_dict
 from xairepro.errors import ConfigError
 from xairepro.experiments.base import Cell, Claim, Context, Figure, MetricSpec, Record, Results, TableSpec, Verdict
 from xairepro.experiments.labelfree_study.common import (
-    SOURCE, STUDY_DATA, LabelFreeExperiment, ModelSetup, check_seeds,
+    SOURCE, LabelFreeExperiment, ModelSetup, check_choices, check_seeds, set_name,
 )
 from xairepro.experiments.labelfree_study.stats import CLAIM_Z, fmt_diff, unpaired_difference
 
@@ -109,14 +109,10 @@ class DisentangledVaeConfig:
 
     def validate(self) -> None:
         check_seeds(self.seeds)
-        bad = [d for d in self.datasets if d not in ("mnist", "dsprites")]
-        if not self.datasets or bad or len(set(self.datasets)) != len(self.datasets):
-            raise ConfigError(f"datasets must be distinct keys of mnist, dsprites; got {self.datasets}")
+        check_choices(self.datasets, ("mnist", "dsprites"), "datasets", "keys")
         for key in self.datasets:
             getattr(self, key).validate(key)
-        bad = [t for t in self.vae_types if t not in VAE_TYPES]
-        if not self.vae_types or bad or len(set(self.vae_types)) != len(self.vae_types):
-            raise ConfigError(f"vae_types must be distinct values of {', '.join(VAE_TYPES)}; got {self.vae_types}")
+        check_choices(self.vae_types, VAE_TYPES, "vae_types")
         if len(self.betas) < 2 or len(set(self.betas)) != len(self.betas) or min(self.betas) < 0:
             raise ConfigError(f"betas must be at least two distinct values >= 0, got {self.betas}")
         if self.gradient_shap_samples < 1 or self.batch_size < 1 or self.tolerance < 0 or self.claim_z <= 0:
@@ -159,7 +155,7 @@ class DisentangledVaeExperiment(LabelFreeExperiment):
         low, high = min(cfg.betas), max(cfg.betas)
         for key in cfg.datasets:
             data = getattr(cfg, key).model.data
-            name = STUDY_DATA[key] + (f" ({data})" if data != key else "")
+            name = set_name(key, data)
             out.append(Claim(
                 f"claim4-{key}",
                 f"Claim 4 on {name}: the Pearson correlation between the latent units' saliency maps does not "

@@ -19,8 +19,8 @@ from xairepro.config import config_to_dict
 from xairepro.errors import ConfigError
 from xairepro.experiments.base import Cell, Claim, Context, Figure, MetricSpec, Record, Results, TableSpec, Verdict
 from xairepro.experiments.labelfree_study.common import (
-    PAPER_CIFAR_SIMCLR, PAPER_ECG_AE, PAPER_MNIST_DAE, QUICK_ECG_AE, QUICK_MNIST_DAE, SOURCE, STUDY_DATA,
-    LabelFreeExperiment, ModelSetup, check_fractions, check_seeds, frac_metric, pct,
+    PAPER_CIFAR_SIMCLR, PAPER_ECG_AE, PAPER_MNIST_DAE, QUICK_ECG_AE, QUICK_MNIST_DAE, SOURCE, LabelFreeExperiment,
+    ModelSetup, check_choices, check_claim_fractions, check_fractions, check_seeds, frac_metric, pct, set_name,
 )
 from xairepro.experiments.labelfree_study.stats import CLAIM_Z, combine, paired_difference, per_seed
 
@@ -104,16 +104,11 @@ class ExampleConsistencyConfig:
 
     def validate(self) -> None:
         check_seeds(self.seeds)
-        unknown = [d for d in self.datasets if d not in ("mnist", "ecg5000", "cifar10")]
-        if not self.datasets or unknown or len(set(self.datasets)) != len(self.datasets):
-            raise ConfigError(f"datasets must be distinct keys of mnist, ecg5000, cifar10; got {self.datasets}")
+        check_choices(self.datasets, ("mnist", "ecg5000", "cifar10"), "datasets", "keys")
         for key in self.datasets:
             getattr(self, key).validate(key)
         check_fractions(self.fractions, "fractions")
-        check_fractions(self.claim_fractions, "claim_fractions")
-        missing = [f for f in self.claim_fractions if f not in self.fractions]
-        if missing:
-            raise ConfigError(f"claim_fractions {missing} are not among fractions {self.fractions}")
+        check_claim_fractions(self.claim_fractions, self.fractions)
         if self.simplex_steps < 1 or self.simplex_lr <= 0 or self.claim_z <= 0:
             raise ConfigError("simplex_steps must be >= 1, simplex_lr and claim_z > 0")
 
@@ -169,7 +164,7 @@ class ExampleConsistencyExperiment(LabelFreeExperiment):
         out = []
         for key in cfg.datasets:
             es: ExampleSet = getattr(cfg, key)
-            name = STUDY_DATA[key] + (f" ({es.model.data})" if es.model.data != key else "")
+            name = set_name(key, es.model.data)
             out.append(Claim(
                 f"claim2-{key}",
                 f"Claim 2 on {name}: the most important training examples share the test label more often than "

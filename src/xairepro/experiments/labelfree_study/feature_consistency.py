@@ -22,8 +22,8 @@ from xairepro.config import config_to_dict
 from xairepro.errors import ConfigError
 from xairepro.experiments.base import Cell, Claim, Context, Figure, MetricSpec, Record, Results, TableSpec
 from xairepro.experiments.labelfree_study.common import (
-    PAPER_CIFAR_SIMCLR, PAPER_ECG_AE, PAPER_MNIST_DAE, QUICK_ECG_AE, QUICK_MNIST_DAE, SOURCE, STUDY_DATA,
-    LabelFreeExperiment, ModelSetup, check_fractions, check_seeds, frac_metric, pct,
+    PAPER_CIFAR_SIMCLR, PAPER_ECG_AE, PAPER_MNIST_DAE, QUICK_ECG_AE, QUICK_MNIST_DAE, SOURCE, LabelFreeExperiment,
+    ModelSetup, check_choices, check_claim_fractions, check_fractions, check_seeds, frac_metric, pct, set_name,
 )
 from xairepro.experiments.labelfree_study.stats import CLAIM_Z, combine, paired_difference, per_seed
 
@@ -89,19 +89,12 @@ class FeatureConsistencyConfig:
 
     def validate(self) -> None:
         check_seeds(self.seeds)
-        unknown = [d for d in self.datasets if d not in ("mnist", "ecg5000", "cifar10")]
-        if not self.datasets or unknown or len(set(self.datasets)) != len(self.datasets):
-            raise ConfigError(f"datasets must be distinct keys of mnist, ecg5000, cifar10; got {self.datasets}")
+        check_choices(self.datasets, ("mnist", "ecg5000", "cifar10"), "datasets", "keys")
         for key in self.datasets:
             getattr(self, key).validate(key)
-        bad = [m for m in self.methods if m not in FEATURE_METHODS]
-        if bad or not self.methods or len(set(self.methods)) != len(self.methods):
-            raise ConfigError(f"methods must be distinct values of {', '.join(FEATURE_METHODS)}; got {self.methods}")
+        check_choices(self.methods, FEATURE_METHODS, "methods")
         check_fractions(self.fractions, "fractions")
-        check_fractions(self.claim_fractions, "claim_fractions")
-        missing = [f for f in self.claim_fractions if f not in self.fractions]
-        if missing:
-            raise ConfigError(f"claim_fractions {missing} are not among fractions {self.fractions}")
+        check_claim_fractions(self.claim_fractions, self.fractions)
         if self.ig_steps < 1 or self.gradient_shap_samples < 1 or self.batch_size < 1:
             raise ConfigError("ig_steps, gradient_shap_samples and batch_size must be >= 1")
         if self.claim_z <= 0:
@@ -155,7 +148,7 @@ class FeatureConsistencyExperiment(LabelFreeExperiment):
             fs: FeatureSet = getattr(cfg, key)
             for replacement in fs.replacements:
                 suffix = "" if replacement == fs.replacements[0] else f", {replacement} replacement"
-                name = f"{STUDY_DATA[key]}{' (' + fs.model.data + ')' if fs.model.data != key else ''}{suffix}"
+                name = set_name(key, fs.model.data) + suffix
                 out.append(Claim(
                     f"claim1-{key}" + ("" if not suffix else f"-{replacement}"),
                     f"Claim 1 on {name}: perturbing the most important features shifts the latent more than "

@@ -25,8 +25,8 @@ from xairepro.experiments.base import (
     Cell, Claim, Context, Figure, MetricSpec, Record, Reference, Results, TableSpec, Verdict,
 )
 from xairepro.experiments.labelfree_study.common import (
-    PAPER_MNIST_DAE, QUICK_MNIST_DAE, SOURCE, STUDY_DATA, LabelFreeExperiment, ModelSetup, check_seeds,
-    stand_in_note,
+    PAPER_MNIST_DAE, QUICK_MNIST_DAE, SOURCE, LabelFreeExperiment, ModelSetup, check_choices, check_seeds,
+    set_name, stand_in_note,
 )
 from xairepro.experiments.labelfree_study.references import PAIRS, TASK_LABELS, TASKS, pair_metric, published
 from xairepro.experiments.labelfree_study.stats import (
@@ -109,15 +109,10 @@ class PretextConfig:
 
     def validate(self) -> None:
         check_seeds(self.seeds)
-        bad = [d for d in self.datasets if d not in SET_KEYS]
-        if not self.datasets or bad or len(set(self.datasets)) != len(self.datasets):
-            raise ConfigError(f"datasets must be distinct keys of {', '.join(SET_KEYS)}; got {self.datasets}")
+        check_choices(self.datasets, SET_KEYS, "datasets", "keys")
         for key in self.datasets:
             getattr(self, key).validate(key)
-        bad = [m for m in self.saliency_methods if m not in PRETEXT_METHODS]
-        if not self.saliency_methods or bad or len(set(self.saliency_methods)) != len(self.saliency_methods):
-            raise ConfigError(f"saliency_methods must be distinct values of {', '.join(PRETEXT_METHODS)}; "
-                              f"got {self.saliency_methods}")
+        check_choices(self.saliency_methods, PRETEXT_METHODS, "saliency_methods")
         if self.ig_steps < 1 or self.gradient_shap_samples < 1 or self.batch_size < 1:
             raise ConfigError("ig_steps, gradient_shap_samples and batch_size must be >= 1")
         if not 0 < self.interchangeable_threshold <= 1 or self.claim_z <= 0:
@@ -196,7 +191,7 @@ class PretextExperiment(LabelFreeExperiment):
         method = "gradient_shap" if "gradient_shap" in cfg.saliency_methods else cfg.saliency_methods[0]
         for key in cfg.datasets:
             data = getattr(cfg, key).autoencoder.data
-            name = STUDY_DATA[key.replace("_", "-")] + (f" ({data})" if data != key.replace("_", "-") else "")
+            name = set_name(key.replace("_", "-"), data)
             out.append(Claim(
                 f"claim3-{key}",
                 f"Claim 3 on {name}: representations of different pretext tasks are not interchangeable: "
