@@ -152,36 +152,34 @@ def chance_check(results: Results, classes: Mapping[str, int], variants: Sequenc
     variant's own effect, not noise.  Without a reference record the compared ``variants`` are judged.
     The accuracies of the reference and of every compared variant are returned either way.
     """
+    below, _, numbers = _near_chance(results, classes, variants, min_skill, reference)
+    return below, numbers
+
+
+def _near_chance(results: Results, classes: Mapping[str, int], variants: Sequence[str], min_skill: float,
+                 reference: str) -> tuple[list[str], list[str], dict[str, float]]:
+    """(judged models near chance, compared variants near chance where the reference learned, numbers)."""
     below: list[str] = []
+    collapsed: list[str] = []
     numbers: dict[str, float] = {}
     for key, k in classes.items():
         chance = 100.0 / k
-        ref = results.mean("accuracy", key, reference)
-        judged = [reference] if not math.isnan(ref) else list(variants)
+        has_reference = not math.isnan(results.mean("accuracy", key, reference))
+        judged = [reference] if has_reference else list(variants)
         for variant in dict.fromkeys([*judged, *variants]):
             acc = results.mean("accuracy", key, variant)
             if math.isnan(acc):
                 continue
             numbers[f"{key} chance"] = chance
             numbers[f"{key} {variant} accuracy"] = acc
-            if variant in judged and (acc - chance) / (100.0 - chance) < min_skill:
-                below.append(f"{key} {variant} {acc:.1f}% (chance {chance:.1f}%)")
-    return below, numbers
-
-
-def _collapsed(results: Results, classes: Mapping[str, int], variants: Sequence[str], min_skill: float,
-               reference: str = "baseline") -> list[str]:
-    """Compared variants near chance on sets whose reference model learned (reported, not guarded)."""
-    out = []
-    for key, k in classes.items():
-        chance = 100.0 / k
-        if math.isnan(results.mean("accuracy", key, reference)):
-            continue
-        for variant in variants:
-            acc = results.mean("accuracy", key, variant)
-            if variant != reference and not math.isnan(acc) and (acc - chance) / (100.0 - chance) < min_skill:
-                out.append(f"{key} {variant} {acc:.1f}% (chance {chance:.1f}%)")
-    return out
+            if (acc - chance) / (100.0 - chance) >= min_skill:
+                continue
+            label = f"{key} {variant} {acc:.1f}% (chance {chance:.1f}%)"
+            if variant in judged:
+                below.append(label)
+            else:  # only reachable with a reference record: a variant that collapsed where it learned
+                collapsed.append(label)
+    return below, collapsed, numbers
 
 
 def guarded(verdict: Verdict, results: Results, classes: Mapping[str, int], variants: Sequence[str],
@@ -191,7 +189,7 @@ def guarded(verdict: Verdict, results: Results, classes: Mapping[str, int], vari
     Compared variants near chance where the baseline learned leave the verdict as it is and are named in
     its reason (their failure to learn is part of what the comparison measures).
     """
-    below, numbers = chance_check(results, classes, variants, min_skill)
+    below, collapsed, numbers = _near_chance(results, classes, variants, min_skill, "baseline")
     merged = {**numbers, **verdict.numbers}
     if below and verdict.status != "inconclusive":
         return Verdict("inconclusive", f"models not clearly above chance ((acc - chance) / (100 - chance) < "
@@ -200,7 +198,6 @@ def guarded(verdict: Verdict, results: Results, classes: Mapping[str, int], vari
     if below:
         return Verdict(verdict.status, f"models not clearly above chance: {', '.join(below)}. {verdict.reason}",
                        merged)
-    collapsed = _collapsed(results, classes, variants, min_skill)
     if collapsed:
         return Verdict(verdict.status, f"compared models near chance where the baseline learned (an effect "
                        f"of the variant): {', '.join(collapsed)}. {verdict.reason}", merged)
