@@ -118,3 +118,29 @@ def trained_digits_autoencoder(digits28: Digits28, tmp_path_factory: pytest.Temp
         torch.set_num_threads(threads)
     model.eval()
     return TrainedAutoencoder(model, result.checkpoints, digits28, out_dir, result, objective)
+
+
+#: ``xairepro train`` arguments of the small checkpoint ``CK`` (small-cnn, width 4, on 8 px digits, one epoch).
+CK_TRAIN_ARGS = ["--set", "data.name=digits", "--set", "model.name=small-cnn", "--set", "model.kwargs.width=4",
+                 "--set", "train.epochs=1", "--set", "train.accelerator=cpu", "--no-progress"]
+
+
+def train_ck(out, *extra: str) -> None:
+    """Train a small checkpoint through the CLI into ``out`` (a few seconds on one core)."""
+    import contextlib
+    import io
+
+    from xairepro.cli import main
+
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.contextmanager(_single_thread)():
+        code = main(["train", *CK_TRAIN_ARGS, *extra, "--out", str(out)])
+    assert code == 0, f"training the small checkpoint failed (exit {code})"
+
+
+@pytest.fixture(scope="session")
+def ck_run(tmp_path_factory: pytest.TempPathFactory):
+    """The folder of ``CK``: ``model.pt``, ``last.pt``, ``run.json``, ``metrics.json`` of a small-cnn trained
+    on digits at 8 px for one epoch through ``xairepro train`` (shared: never write into it)."""
+    out = tmp_path_factory.mktemp("ck") / "run"
+    train_ck(out)
+    return out

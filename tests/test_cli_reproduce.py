@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import socket
 from pathlib import Path
 
 import pytest
@@ -97,38 +96,7 @@ def test_progress_display_counts_cells(toy: ToyExperiment, tmp_path: Path,
     assert "done 2 · cached 0 · failed 2" in err
 
 
-@pytest.mark.parametrize("args, reason", [
-    (["reproduce", "nosuch", "--out", "{out}"], "unknown experiment or study 'nosuch'"),
-    (["reproduce", "toy", "--preset", "huge", "--out", "{out}"], "no preset 'huge'"),
-    (["reproduce", "toy", "--out", "{out}", "--set", "nokey=1"], "nokey"),
-    (["reproduce", "toy", "--out", "{out}", "--set", "offset_a=abc"], "offset_a"),
-    (["reproduce", "toy", "--out", "{out}", "--set", "novalue"], "not of the form key=value"),
-    (["reproduce", "toy", "--out", "{out}", "--set", "other.offset_a=1"], "'other' is not part of this run"),
-    (["reproduce", "toy", "--out", "{out}", "--data-dir", "{missing}"], "does not exist or is not a folder"),
-    (["reproduce", "toy", "--out", "{out}", "--data-dir", "{file}"], "does not exist or is not a folder"),
-    (["reproduce", "toy", "--out", "{out}", "--executor", "dask"], "unknown executor 'dask'"),
-    (["reproduce", "toy", "--out", "{out}", "--address", "h:1"], "--address only applies"),
-    (["reproduce", "toy", "--out", "{out}", "--executor", "ray", "--address", "h"], "must be 'auto' or HOST:PORT"),
-    (["reproduce", "toy", "--out", "{out}", "--executor", "ray", "--address", "127.0.0.1:{closed}"],
-     "could not reach the Ray cluster"),
-    (["reproduce", "toy"], "--out"),
-])
-def test_bad_input_exits_2_with_one_line_and_writes_nothing(toy: ToyExperiment, other: OtherExperiment,
-                                                           tmp_path: Path, args: list[str], reason: str,
-                                                           capsys: pytest.CaptureFixture[str]) -> None:
-    (tmp_path / "a_file").write_text("x")
-    out = tmp_path / "out"
-    with socket.socket() as s:  # a local port nobody listens on once this socket is closed
-        s.bind(("127.0.0.1", 0))
-        closed = s.getsockname()[1]
-    subst = {"out": str(out), "missing": str(tmp_path / "missing"), "file": str(tmp_path / "a_file"),
-             "closed": str(closed)}
-    rc, stdout, err = _run([a.format(**subst) for a in args], capsys)
-    assert rc == 2
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("xairepro: error:"), err
-    assert reason in lines[0]
-    assert not out.exists()
+# Bad input (exit 2, one line, nothing written): one row each in test_cli_bad_inputs.py.
 
 
 def test_output_folder_of_another_study_is_refused_untouched(toy: ToyExperiment, other: OtherExperiment,

@@ -75,21 +75,7 @@ def test_lico_fact_protocol_uses_labels(checkpoint: Path, tmp_path: Path) -> Non
     assert (rows["target"] == rows["label"]).all()
 
 
-@pytest.mark.parametrize("args,message", [
-    (["--methods", "gradcam,magic"], "unknown saliency method"),
-    (["--protocol", "nope"], "unknown insertion/deletion protocol"),
-    (["--n-images", "0"], "--n-images must be >= 1"),
-    (["--data", "no-such-set"], "no-such-set"),
-    (["--device", "bogus"], "--device must be auto, cpu, cuda or cuda:N"),
-    (["--grid-images", "0"], "--grid-images must be >= 1"),
-])
-def test_bad_usage(checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str],
-                   message: str) -> None:
-    base = ["saliency", "--checkpoint", str(checkpoint), *DATA, "--out", str(tmp_path / "o"), "--no-progress"]
-    rc = main(base + args)
-    err = capsys.readouterr().err
-    assert rc == 2 and message in err and "Traceback" not in err
-    assert len(err.strip().splitlines()) == 1
+# Bad usage: one row each in test_cli_bad_inputs.py.
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
@@ -97,8 +83,3 @@ def test_cuda_requested_without_cuda(checkpoint: Path, tmp_path: Path, capsys: p
     rc = main(["saliency", "--checkpoint", str(checkpoint), *DATA, "--device", "cuda", "--out", str(tmp_path / "o")])
     err = capsys.readouterr().err
     assert rc == 2 and "CUDA is not available" in err and "corrupted" not in err
-
-
-def test_missing_checkpoint(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    rc = main(["saliency", "--checkpoint", str(tmp_path / "none.pt"), *DATA, "--out", str(tmp_path / "o")])
-    assert rc == 2 and "does not exist" in capsys.readouterr().err

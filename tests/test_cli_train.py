@@ -78,38 +78,7 @@ def _fails(capsys, argv: list[str], *needles: str) -> str:
     return err
 
 
-@pytest.mark.parametrize("overrides, needles", [
-    (["data.name=digitz"], ["unknown data set 'digitz'", "did you mean 'digits'"]),
-    (["model.name=wrn-28"], ["unknown model 'wrn-28'"]),
-    (["model.name=mnist-classifier"], ["does not fit data set 'digits'", "28 x 28"]),  # digits are 8 x 8
-    (["model.name=mnist-ae"], ["method 'ce' trains classifier models"]),
-    (["model.kwargs.num_classes=3"], ["gives 3 logits but data set 'digits' has 10 classes"]),
-    (["train.epochs=0"], ["train.epochs must be a positive integer"]),
-    (["train.optimizer.lr=fast"], ["optimizer.lr", "fast"]),
-    (["train.optimizer.name=rmsprop"], ["train.optimizer.name must be one of sgd, adam, adamw"]),
-    (["train.augment=cutmix"], ["unknown augmentation 'cutmix'"]),
-    (["method=lico2"], ["unknown training method 'lico2'"]),
-    (["method_options.label_smooth=0.1"], ["method_options.label_smooth is not an option of method 'ce'"]),
-    (["no_such_section.x=1"], ["no_such_section"]),
-    (["train.epochs"], ["not of the form key=value"]),
-    (["data.options.colour=red"], ["colour"]),
-])
-def test_bad_usage_exits_2_with_one_line(capsys, tmp_path: Path, overrides, needles):
-    argv = ["train", "--out", str(tmp_path / "run"), *_FAST]
-    for item in overrides:
-        argv += ["--set", item]
-    _fails(capsys, argv, *needles)
-    assert not (tmp_path / "run" / "last.pt").exists()
-
-
-def test_missing_config_file_and_bad_yaml(capsys, tmp_path: Path):
-    _fails(capsys, ["train", "--config", str(tmp_path / "none.yaml")], "does not exist")
-    bad = tmp_path / "bad.yaml"
-    bad.write_text("train:\n  epochs: [1, 2\n")
-    _fails(capsys, ["train", "--config", str(bad)], "invalid configuration")
-    wrong = tmp_path / "wrong.yaml"
-    wrong.write_text("train:\n  batch_size: -3\n")
-    _fails(capsys, ["train", "--config", str(wrong)], "train.batch_size must be a positive integer")
+# Bad values, config files and output folders: one row each in test_cli_bad_inputs.py.
 
 
 def test_corrupted_checkpoint_exits_2(capsys, tmp_path: Path):

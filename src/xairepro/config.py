@@ -16,14 +16,14 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from xairepro.errors import ConfigError
 
 T = TypeVar("T")
 
-__all__ = ["MISSING", "resolve_config", "config_to_dict", "config_hash", "parse_overrides"]
+__all__ = ["MISSING", "resolve_config", "config_to_dict", "config_hash", "config_has_key", "parse_overrides"]
 
 
 def parse_overrides(overrides: Sequence[str]) -> list[str]:
@@ -56,6 +56,59 @@ def _open_free_dicts(node: DictConfig) -> None:
                 _open_free_dicts(child)
 
 
+def _node_at(cfg: DictConfig, key: str) -> Any:
+    """The node of dotted ``key`` in ``cfg`` (None when a part is missing); never raises."""
+    node: Any = cfg
+    for part in key.split("."):
+        if not isinstance(node, DictConfig) or part not in node:
+            return None
+        node = node._get_node(part)
+    return node
+
+
+def _override_error(cfg: DictConfig, item: str, exc: Exception) -> ConfigError:
+    """``--set key=value`` that does not fit the schema, explained in the schema's terms."""
+    key, _, value = (part.strip() for part in item.partition("="))
+    target = _node_at(cfg, key)
+    parent = _node_at(cfg, key.rpartition(".")[0]) if "." in key else None
+    if isinstance(target, ListConfig) and not value.startswith("["):
+        reason = f"{key} is a list; write it as {key}=[0,1] (got {value!r})"
+    elif isinstance(target, DictConfig) and not value.startswith("{"):
+        reason = f"{key} is a section; set one of its keys, e.g. {key}.{next(iter(target.keys()), 'KEY')}=..."
+    elif isinstance(parent, ListConfig):
+        reason = f"{key.rpartition('.')[0]} is a list; write it whole, e.g. {key.rpartition('.')[0]}=[0,1]"
+    elif isinstance(exc, OmegaConfBaseException):
+        reason = _one_line(exc)
+    else:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return ConfigError(f"invalid configuration: --set {item}: {reason}")
+
+
+def _load_yaml(path: Path) -> DictConfig:
+    """A YAML config file as a DictConfig; syntax errors name the file, line and column."""
+    import yaml
+
+    if path.is_dir():
+        raise ConfigError(f"config file {str(path)!r} is a folder, not a YAML file")
+    if not path.is_file():
+        raise ConfigError(f"config file {str(path)!r} does not exist")
+    try:
+        loaded = OmegaConf.load(path)
+    except yaml.MarkedYAMLError as exc:
+        def at(mark: Any) -> str:
+            return f"line {mark.line + 1}, column {mark.column + 1}" if mark is not None else "?"
+
+        context = f" ({exc.context} from {at(exc.context_mark)})" if exc.context else ""
+        raise ConfigError(f"config file {str(path)!r}: YAML syntax error at {at(exc.problem_mark)}: "
+                          f"{exc.problem}{context}") from None
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise ConfigError(f"config file {str(path)!r} is not readable YAML ({type(exc).__name__})") from None
+    if not isinstance(loaded, DictConfig):
+        raise ConfigError(f"config file {str(path)!r} must hold a mapping of keys (such as 'train:'), "
+                          f"not a {type(loaded).__name__.removesuffix('Config').lower()}")
+    return loaded
+
+
 def resolve_config(
     schema: type[T] | T,
     *,
@@ -73,13 +126,18 @@ def resolve_config(
         _open_free_dicts(cfg)
         if file is not None:
             path = Path(file)
-            if not path.is_file():
-                raise ConfigError(f"config file {str(path)!r} does not exist")
-            cfg = OmegaConf.merge(cfg, OmegaConf.load(path))
+            loaded = _load_yaml(path)
+            try:
+                cfg = OmegaConf.merge(cfg, loaded)
+            except OmegaConfBaseException as exc:
+                raise ConfigError(f"invalid configuration in {str(path)!r}: {_one_line(exc)}") from None
         if values:
             cfg = OmegaConf.merge(cfg, OmegaConf.create(dict(values)))
-        if overrides:
-            cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(parse_overrides(overrides)))
+        for item in parse_overrides(overrides):  # one at a time: an error names its --set item
+            try:
+                cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist([item]))
+            except (OmegaConfBaseException, ValueError, TypeError) as exc:
+                raise _override_error(cfg, item, exc) from None
         obj = OmegaConf.to_object(cfg)
     except ConfigError:
         raise
@@ -91,6 +149,19 @@ def resolve_config(
     if callable(validate):
         validate()
     return obj  # type: ignore[return-value]
+
+
+def config_has_key(schema: Any, key: str) -> bool:
+    """Whether dotted ``key`` names a value of ``schema`` (a dataclass type or instance); every key below
+    a free map (a ``dict[str, Any]`` field such as model kwargs) counts."""
+    node: Any = OmegaConf.structured(schema)
+    for part in key.strip().split("."):
+        if not isinstance(node, DictConfig):
+            return False
+        if part not in node:
+            return node._metadata.object_type in (dict, None)
+        node = node._get_node(part)
+    return True
 
 
 def config_to_dict(cfg: Any) -> dict[str, Any]:

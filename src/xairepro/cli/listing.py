@@ -1,71 +1,16 @@
-"""``xairepro list``: data sets, models, training methods, augmentations, experiments and presets."""
+"""``xairepro list``: data sets, models, training methods, augmentations, experiments and presets.
+
+The entries come from ``catalog.json`` (see :mod:`xairepro.cli.catalog`), so listing loads neither torch
+nor the studies' code.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import typer
 
-SECTIONS = ("datasets", "models", "methods", "augmentations", "experiments")
-
-
-def _shape(shape: object) -> str:
-    return "x".join(str(s) for s in shape) if shape else "any"
-
-
-# Each builder returns (columns, rows, long_only): the columns only ``--long`` shows are named in long_only.
-Listing = tuple[list[str], list[list[str]], tuple[str, ...]]
-
-
-def _datasets() -> Listing:
-    from xairepro.data import list_datasets
-
-    rows = [[d.name, d.task, _shape(d.input_shape), str(d.num_classes or "-"),
-             "bundled" if d.bundled else "files", d.description] for d in list_datasets()]
-    return ["name", "task", "input", "classes", "source", "description"], rows, ()
-
-
-def _models() -> Listing:
-    from xairepro.models import list_models
-
-    rows = [[m.example, m.kind, _shape(m.input_shape), ", ".join(m.options), m.description] for m in list_models()]
-    return ["name", "kind", "input", "options", "description"], rows, ("options",)
-
-
-def _methods() -> Listing:
-    import dataclasses
-
-    from xairepro.experiments.training import list_methods
-
-    rows = []
-    for spec in list_methods():
-        options = ", ".join(f"{f.name}={f.default!r}" for f in dataclasses.fields(spec.options)) if spec.options else ""
-        rows.append([spec.name, " | ".join(spec.model_kinds or ("any",)), options, spec.description])
-    return ["method", "models", "method_options", "description"], rows, ("method_options",)
-
-
-def _augmentations() -> Listing:
-    from xairepro.train import augmentation_names
-
-    return ["augment"], [[name] for name in augmentation_names()], ()
-
-
-def _experiments() -> Listing:
-    from xairepro.experiments import list_experiments
-
-    rows = [[e.name, e.study, ", ".join(sorted(e.presets)), e.reproduces or "", e.title]
-            for e in list_experiments()]
-    return ["experiment", "study", "presets", "reproduces", "title"], rows, ("reproduces",)
-
-
-_BUILDERS: dict[str, tuple[str, Callable[[], Listing]]] = {
-    "datasets": ("Data sets (xairepro train --set data.name=...)", _datasets),
-    "models": ("Models (--set model.name=...)", _models),
-    "methods": ("Training methods (--set method=...)", _methods),
-    "augmentations": ("Batched augmentations (--set train.augment=...)", _augmentations),
-    "experiments": ("Experiments and presets (xairepro reproduce NAME --preset ...)", _experiments),
-}
+from xairepro.cli.catalog import SECTIONS
 
 
 def _table(columns: list[str], rows: list[list[str]], width: int, long: bool) -> tuple[Any, bool]:
@@ -106,18 +51,20 @@ def register(app: typer.Typer) -> None:
         from rich.console import Console
 
         from xairepro.cli.app import fail
+        from xairepro.cli.catalog import load_catalog
 
         if what != "all" and what not in SECTIONS:
             raise fail(f"cannot list {what!r}; choose one of: all, {', '.join(SECTIONS)}")
+        catalog = load_catalog()
         console = Console(soft_wrap=False, highlight=False)
         any_cut = False
         for n, name in enumerate(SECTIONS if what == "all" else (what,)):
-            title, build = _BUILDERS[name]
-            columns, rows, long_only = build()
+            section = catalog[name]
+            columns, rows, long_only = section["columns"], section["rows"], section["long_only"]
             if not long:
                 keep = [i for i, c in enumerate(columns) if c not in long_only]
                 columns, rows = [columns[i] for i in keep], [[r[i] for i in keep] for r in rows]
-            console.print(("\n" if n else "") + title, style="bold", markup=False)
+            console.print(("\n" if n else "") + section["title"], style="bold", markup=False)
             if name == "augmentations" and not long:
                 console.print("  " + ", ".join(r[0] for r in rows), markup=False)
                 continue

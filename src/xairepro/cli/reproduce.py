@@ -68,10 +68,11 @@ def register(app: typer.Typer) -> None:
         from xairepro.report import render_report
         from xairepro.runner import reproduce
 
+        written: list[Path] = []  # the report is rendered while the run still holds the folder's lock
         summary = reproduce(studies or [], preset=preset, out_dir=out, data_dir=data_dir, executor=executor,
                             address=address, overrides=overrides or [], force=force, download=download,
-                            show_progress=progress)
-        _, html = render_report(summary.out_dir)
+                            show_progress=progress, finish=lambda folder: written.extend(render_report(folder)))
+        html = written[-1]
         print_results(summary.out_dir)
         print(f"{summary.total} cells: {summary.computed} computed, {summary.cached} cached, "
               f"{summary.failed} failed ({summary.wall_time_s:.1f} s) -> {html}")

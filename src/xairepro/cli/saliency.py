@@ -12,15 +12,18 @@ from __future__ import annotations
 
 import json
 import platform
+import sys
 from pathlib import Path
 from typing import Any
 
-import torch
+from typing import TYPE_CHECKING
+
 import typer
 
 from xairepro.errors import UsageError
-from xairepro.explain._cam_utils import auto_batch_size
-from xairepro.explain.rise import N_MASKS
+
+if TYPE_CHECKING:  # torch and the explainers load when the command runs: `xairepro --help` stays fast
+    import torch
 
 DEFAULT_METHODS = "gradcam,gradcampp,groupcam,rise"
 #: Images processed together (maps, then insertion/deletion) before moving on.
@@ -40,6 +43,8 @@ def _parse_options(items: list[str]) -> dict[str, Any]:
 
 
 def _images(ds: Any, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    import torch
+
     n = min(n, len(ds))
     idx = list(range(n))
     if hasattr(ds, "batch"):
@@ -53,8 +58,61 @@ def _images(ds: Any, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor |
     return x.float(), torch.as_tensor(y).long(), (masks.bool() if masks is not None else None)
 
 
+def _check_classifier(model: Any, checkpoint: Path) -> None:
+    """Saliency explains class scores: an autoencoder, VAE or SimCLR encoder is refused in the user's terms."""
+    from xairepro.models import model_info
+
+    name = str((getattr(model, "config", None) or {}).get("name", type(model).__name__))
+    try:
+        kind = model_info(name).kind
+    except UsageError:
+        kind = "classifier" if getattr(model, "num_classes", None) else "unknown"
+    if kind != "classifier":
+        raise UsageError(f"checkpoint {str(checkpoint)!r} holds a model of kind {kind!r} ({name}), not a classifier; "
+                         "saliency maps and insertion/deletion explain a classifier's class scores")
+
+
+def _training_data(record: Any, data: str | None, given: dict[str, Any], split: str,
+                   override: bool) -> tuple[str, int, dict[str, Any], dict[str, Any]]:
+    """The data set, split seed and loader options to explain, and what the output records about them.
+
+    They are the checkpoint's own (its training record), so the test split is the one held out in
+    training; ``--data``/``--data-option`` must agree with it unless ``--override-data`` (recorded).
+    ``subset`` (of the split explained) and ``download`` are free.
+    """
+    from xairepro.data import dataset_info
+
+    if record is None:
+        if data is None:
+            raise UsageError("the checkpoint records no training data (saved outside `xairepro train`); "
+                             "name the data set with --data")
+        return data, 0, given, {"split_seed_from": "default (the checkpoint records no training data)"}
+    trained = dataset_info(record.name)
+    note: dict[str, Any] = {"split_seed_from": record.source, "trained_on": record.name,
+                            "trained_options": dict(record.options)}
+    if data is not None and dataset_info(data).name != trained.name:
+        if not override:
+            raise UsageError(f"--data {data} contradicts the checkpoint, trained on {record.name!r}; leave --data "
+                             "out, or pass --override-data to explain other data (recorded in protocol.json)")
+        return data, record.seed, given, {**note, "overrides": {"data": data}}
+    effective = {"subset": None, **trained.default_options, **record.options}
+    options = {k: v for k, v in record.options.items() if k != "subset" or split == "train"}
+    overrides: dict[str, Any] = {}
+    for key, value in given.items():
+        if key not in ("subset", "download") and key in effective and effective[key] != value:
+            if not override:
+                raise UsageError(f"--data-option {key}={value!r} contradicts the checkpoint, trained with "
+                                 f"{key}={effective[key]!r}; leave it out, or pass --override-data to explain "
+                                 "other data (recorded in protocol.json)")
+            overrides[key] = value
+        options[key] = value
+    return trained.name, record.seed, options, {**note, **({"overrides": overrides} if overrides else {})}
+
+
 def _device(name: str) -> torch.device:
     """``--device``: auto (CUDA when there is one), cpu, cuda, cuda:N; a bad or missing device is bad usage."""
+    import torch
+
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
@@ -69,20 +127,26 @@ def _device(name: str) -> torch.device:
 
 
 def run_saliency(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, seg: torch.Tensor | None, *,
-                 methods: list[str], protocol: Any, rise_masks: int = N_MASKS, batch_size: int | None = None,
+                 methods: list[str], protocol: Any, rise_masks: int | None = None, batch_size: int | None = None,
                  seed: int = 0, target_layer: str | None = None, progress: Any = None
                  ) -> tuple[list[dict[str, Any]], dict[str, torch.Tensor], dict[str, Any], dict[str, str]]:
     """Maps, insertion/deletion and IoU per image for each method.
 
     Returns (rows: one dict per image and method, maps (N, H, W) per method, the insertion/deletion
-    result per method, each explainer's settings).
+    result per method, each explainer's settings).  ``rise_masks=None``: RISE's default number of masks.
     """
+    import torch
+
+    from xairepro.explain._cam_utils import auto_batch_size
+    from xairepro.explain.rise import N_MASKS
     from xairepro.explain import saliency_method
     from xairepro.metrics import insertion_deletion, soft_iou
     from xairepro.metrics.insertion_deletion import InsertionDeletionResult
 
     if batch_size is None:
         batch_size = auto_batch_size(x.device)
+    if rise_masks is None:
+        rise_masks = N_MASKS
     explainers = {}
     for name in methods:
         opts: dict[str, Any] = {}
@@ -150,7 +214,8 @@ def register(app: typer.Typer) -> None:
     @app.command("saliency")
     def saliency_command(
         checkpoint: Path = typer.Option(..., "--checkpoint", help="Classifier saved by xairepro (train/save_model)."),
-        data: str = typer.Option(..., "--data", help="Data set name (see `xairepro list`)."),
+        data: str = typer.Option(None, "--data", help="Data set name (default: the one the checkpoint was "
+                                 "trained on; see `xairepro list`)."),
         out: Path = typer.Option(..., "--out", help="Output folder (created)."),
         methods: str = typer.Option(DEFAULT_METHODS, "--methods",
                                     help="Comma-separated: gradcam, gradcampp, groupcam, rise, scorecam, "
@@ -160,27 +225,36 @@ def register(app: typer.Typer) -> None:
         split: str = typer.Option("test", "--split", help="train, val or test."),
         data_dir: Path = typer.Option(None, "--data-dir", help="Folder holding the real data sets."),
         data_options: list[str] = typer.Option([], "--data-option", metavar="KEY=VALUE",
-                                               help="Option of the data set (e.g. size=32); repeatable."),
+                                               help="Option of the data set (e.g. n=40); repeatable. The "
+                                                    "checkpoint's own options apply; one contradicting them "
+                                                    "needs --override-data."),
+        override_data: bool = typer.Option(False, "--override-data", help="Explain other data than the "
+                                           "checkpoint was trained on (--data / --data-option); protocol.json "
+                                           "records it."),
         target_layer: str = typer.Option(None, "--target-layer", help="Dotted name of the CAM layer "
                                          "(default: the model's cam_layer)."),
-        rise_masks: int = typer.Option(N_MASKS, "--rise-masks", help="Number of RISE masks."),
+        rise_masks: int = typer.Option(None, "--rise-masks", help="Number of RISE masks (default 4000, "
+                                       "RISE's own default)."),
         batch_size: int = typer.Option(None, "--batch-size", help="Images per forward pass "
                                        "(default: 32 on the CPU, 256 on a GPU)."),
-        seed: int = typer.Option(0, "--seed", help="Seed of the data split and of RISE's masks."),
+        seed: int = typer.Option(0, "--seed", help="Seed of RISE's masks (the data split is the checkpoint's "
+                                 "own, from its training record)."),
         device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1 ..."),
         grid_images: int = typer.Option(8, "--grid-images", help="Images shown in saliency_grid.png."),
         progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
     ) -> int:
         """Explain N images with each method; score insertion/deletion (and soft IoU where masks exist)."""
+        import torch
         from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
         from xairepro.data import load
+        from xairepro.experiments.training import checkpoint_run_record
         from xairepro.explain.cam import SALIENCY_METHODS, _ALIASES
         from xairepro.metrics import InsertionDeletionProtocol
         from xairepro.report.saliency_figures import insertion_deletion_curves, saliency_grid
         from xairepro.train import load_model
-        from xairepro.utils import atomic_path, atomic_torch_save, atomic_write_text
+        from xairepro.utils import atomic_path, atomic_torch_save, atomic_write_text, check_output_folder_path
 
         names = [_ALIASES.get(m.strip().lower(), m.strip().lower()) for m in methods.split(",") if m.strip()]
         unknown = [m for m in names if m not in SALIENCY_METHODS]
@@ -193,12 +267,17 @@ def register(app: typer.Typer) -> None:
                             ("--grid-images", grid_images)):
             if value is not None and value < 1:
                 raise UsageError(f"{flag} must be >= 1, got {value}")
-        if not checkpoint.is_file():
-            raise UsageError(f"checkpoint {str(checkpoint)!r} does not exist")
+        check_output_folder_path(out, "--out")
         dev = _device(device)
-        options = _parse_options(data_options)
-        ds = load(data, split, data_dir, seed=seed, **options)
-        model = load_model(checkpoint, map_location=dev)
+        given = _parse_options(data_options)
+        model = load_model(checkpoint, map_location=dev)  # a missing, corrupted or foreign file: one line
+        _check_classifier(model, checkpoint)
+        record = checkpoint_run_record(checkpoint, model.metadata)
+        data, split_seed, options, data_note = _training_data(record, data, given, split, override_data)
+        if data_note["split_seed_from"] == "assumed":
+            print(f"xairepro: warning: {checkpoint} does not record its data split seed and has no run.json "
+                  "beside it; assuming seed 0", file=sys.stderr)
+        ds = load(data, split, data_dir, seed=split_seed, **options)
         x, y, seg = _images(ds, n_images)
         if hasattr(model, "check_input"):
             model.check_input(x)
@@ -237,7 +316,8 @@ def register(app: typer.Typer) -> None:
         record = {"protocol": proto.to_dict(), "protocol_digest": proto.digest, "methods": names,
                   "method_settings": settings,
                   "checkpoint": str(checkpoint), "data": data, "split": split, "data_options": options,
-                  "n_images": int(x.shape[0]), "seed": seed, "device": str(dev), "torch": torch.__version__,
+                  "split_seed": split_seed, **data_note, "n_images": int(x.shape[0]), "seed": seed,
+                  "device": str(dev), "torch": torch.__version__,
                   "python": platform.python_version(),
                   "substrates": "pixel space: images in [0, 1], normalisation inside the model"}
         atomic_write_text(out / "protocol.json", json.dumps(record, indent=2, sort_keys=True, default=str))

@@ -12,7 +12,7 @@ per-channel constants); series are (T, C). See ``docs/design.md`` for the contra
 from xairepro.data.dataset import TensorXDataset, XDataset
 from xairepro.data.files import DATA_DIR_ENV, data_root
 from xairepro.data.info import DatasetInfo
-from xairepro.data.registry import dataset_info, list_datasets, load, register_dataset
+from xairepro.data.registry import check_dataset_options, dataset_info, list_datasets, load, register_dataset
 from xairepro.data.splits import SPLITS
 from xairepro.data.transforms import (
     Compose,
@@ -24,7 +24,7 @@ from xairepro.data.transforms import (
 )
 
 __all__ = [
-    "load", "list_datasets", "dataset_info", "register_dataset", "DatasetInfo", "XDataset", "TensorXDataset",
+    "load", "list_datasets", "dataset_info", "check_dataset_options", "register_dataset", "DatasetInfo", "XDataset", "TensorXDataset",
     "SPLITS", "DATA_DIR_ENV", "data_root", "RandomCropFlip", "RandomResizedCropFlip", "ResizeCenterCrop",
     "Normalize", "Compose", "default_train_transform",
 ]

@@ -53,11 +53,83 @@ def read_mnist(images_path: Path, labels_path: Path) -> tuple[Tensor, Tensor]:
     return torch.from_numpy(images.copy()).unsqueeze(1), torch.from_numpy(labels.astype(np.int64))
 
 
+#: dtype kinds a CIFAR array may have: bool, signed/unsigned integers, floats, complex, bytes, str.
+_PLAIN_KINDS = "biufcSU"
+#: numpy's array-rebuilding function (``numpy.core.multiarray._reconstruct``, moved to ``numpy._core`` in 2.0).
+_RECONSTRUCT = np.ndarray.__reduce__(np.zeros(0))[0]
+
+
+class _RefusedGlobal(Exception):
+    pass
+
+
+def _array(subtype: Any, shape: Any, typecode: Any) -> np.ndarray:
+    if subtype is not np.ndarray:
+        raise _RefusedGlobal(f"an array of type {getattr(subtype, '__name__', subtype)!r}")
+    return _RECONSTRUCT(np.ndarray, shape, typecode)
+
+
+def _dtype(spec: Any, align: Any = False, copy: Any = False) -> np.dtype:
+    dtype = np.dtype(spec, bool(align), bool(copy))
+    if dtype.kind not in _PLAIN_KINDS:
+        raise _RefusedGlobal(f"an array of dtype {dtype!s}")
+    return dtype
+
+
+def _latin1(text: str, encoding: str = "latin1") -> bytes:
+    """What Python 3 writes for a ``bytes`` object into a protocol-2 pickle: ``_codecs.encode(s, 'latin1')``."""
+    if encoding not in ("latin1", "latin-1") or not isinstance(text, str):
+        raise _RefusedGlobal(f"_codecs.encode with encoding {encoding!r}")
+    return text.encode("latin1")
+
+
+_ALLOWED: dict[tuple[str, str], Any] = {
+    ("numpy.core.multiarray", "_reconstruct"): _array,
+    ("numpy._core.multiarray", "_reconstruct"): _array,
+    ("numpy", "ndarray"): np.ndarray,
+    ("numpy", "dtype"): _dtype,
+    ("_codecs", "encode"): _latin1,
+}
+
+
+class _CifarUnpickler(pickle.Unpickler):
+    """Builds only what a CIFAR batch holds: dicts, lists, strings, bytes, numbers and numpy arrays of plain
+    dtypes.  Any other class or function a pickle names is refused before it is looked up, so a planted
+    file cannot run code (``pickle.load`` would call whatever the file names)."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        try:
+            return _ALLOWED[(module, name)]
+        except KeyError:
+            raise _RefusedGlobal(f"{module}.{name}") from None
+
+
+def _check_arrays(obj: Any) -> None:
+    """Arrays set up by the pickle's state must still hold plain values (no object or structured dtype)."""
+    if isinstance(obj, np.ndarray):
+        if obj.dtype.kind not in _PLAIN_KINDS or obj.dtype.hasobject:
+            raise _RefusedGlobal(f"an array of dtype {obj.dtype!s}")
+    elif isinstance(obj, dict):
+        for value in obj.values():
+            _check_arrays(value)
+    elif isinstance(obj, list):
+        for value in obj:
+            _check_arrays(value)
+
+
 def _unpickle(path: Path) -> dict[str, Any]:
-    """A CIFAR pickle as a dict with str keys (files written by Python 2 or 3, str or bytes keys)."""
+    """A CIFAR pickle as a dict with str keys (files written by Python 2 or 3, str or bytes keys).
+
+    Read with a restricted unpickler (see :class:`_CifarUnpickler`): a file that names anything else is a
+    :class:`UsageError`, and nothing it names is imported or called.
+    """
     try:
         with open(path, "rb") as fh:
-            obj = pickle.load(fh, encoding="latin1")
+            obj = _CifarUnpickler(fh, encoding="latin1").load()
+        _check_arrays(obj)
+    except _RefusedGlobal as exc:
+        raise UsageError(f"{path} is not a CIFAR batch: it asks for {exc}, which CIFAR batches never hold "
+                         "(refused unread: a pickle can run code)") from None
     except Exception as exc:  # noqa: BLE001 - any unpickling failure is a bad file
         raise UsageError(f"{path} is not a readable CIFAR pickle batch ({type(exc).__name__})") from None
     if not isinstance(obj, dict):

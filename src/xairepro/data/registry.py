@@ -26,7 +26,8 @@ from xairepro.data.info import DatasetInfo
 from xairepro.data.splits import carve, check_split, take_subset, three_way
 from xairepro.errors import DataNotFoundError, UsageError
 
-__all__ = ["load", "list_datasets", "dataset_info", "register_dataset", "LoadRequest", "GENERIC_OPTIONS"]
+__all__ = ["load", "list_datasets", "dataset_info", "check_dataset_options", "register_dataset", "LoadRequest",
+           "GENERIC_OPTIONS"]
 
 #: Options every data set accepts, besides its own (``info.options``).
 GENERIC_OPTIONS: dict[str, Any] = {"subset": None}
@@ -167,6 +168,12 @@ def _check_options(entry: _Entry, options: dict[str, Any]) -> dict[str, Any]:
         raise UsageError(f"unknown option(s) {', '.join(unknown)} for data set {entry.info.name!r}; "
                          f"valid options: {listing}")
     return {**valid, **options}
+
+
+def check_dataset_options(name: str, options: dict[str, Any]) -> None:
+    """Raise :class:`UsageError` for an unknown data set or option name, without loading anything
+    (``download`` is ``load``'s own keyword and always accepted)."""
+    _check_options(_entry(name), {k: v for k, v in options.items() if k != "download"})
 
 
 def load(name: str, split: str = "train", data_dir: str | os.PathLike[str] | None = None, *, seed: int = 0,

@@ -5,6 +5,7 @@ The interface (:class:`Experiment`, :class:`Cell`, :class:`Record`, ...) lives i
 """
 
 from xairepro.experiments.base import (
+    PRESET_DESCRIPTIONS,
     RECORD_FIELDS,
     Cell,
     Claim,
@@ -29,8 +30,8 @@ from xairepro.experiments.registry import (
 )
 
 __all__ = [
-    "RECORD_FIELDS", "Cell", "Claim", "Context", "Experiment", "Figure", "MetricSpec", "ModelStore",
-    "Record", "Reference", "Results", "TableSpec", "Verdict", "VerdictStatus",
+    "PRESET_DESCRIPTIONS", "RECORD_FIELDS", "Cell", "Claim", "Context", "Experiment", "Figure", "MetricSpec",
+    "ModelStore", "Record", "Reference", "Results", "TableSpec", "Verdict", "VerdictStatus",
     "get_experiment", "list_experiments", "register_experiment", "select_experiments",
     "unregister_experiment",
 ]

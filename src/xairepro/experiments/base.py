@@ -31,13 +31,19 @@ if TYPE_CHECKING:  # pandas and numpy are imported lazily: listing experiments s
 
 __all__ = [
     "Cell", "Context", "Record", "Reference", "Claim", "Verdict", "VerdictStatus", "Figure",
-    "MetricSpec", "TableSpec", "Results", "ModelStore", "Experiment", "RECORD_FIELDS",
+    "MetricSpec", "TableSpec", "Results", "ModelStore", "Experiment", "RECORD_FIELDS", "PRESET_DESCRIPTIONS",
 ]
 
 #: Columns of ``results.csv``, in order.
 RECORD_FIELDS: tuple[str, ...] = ("experiment", "dataset", "variant", "seed", "metric", "value", "config_hash")
 
 VerdictStatus = Literal["holds", "fails", "inconclusive"]
+
+#: What the presets every experiment offers mean (``xairepro list presets``).
+PRESET_DESCRIPTIONS: dict[str, str] = {
+    "quick": "bundled or generated stand-ins of the data, small models, CPU, minutes",
+    "paper": "the studies' own settings: real data sets, their models and epochs, a GPU per cell",
+}
 
 
 @dataclass(frozen=True)

@@ -134,6 +134,8 @@ class SmokeConfig:
     def validate(self) -> None:
         if not self.seeds:
             raise UsageError("smoke: seeds must not be empty")
+        if len(set(self.seeds)) != len(self.seeds) or any(s < 0 for s in self.seeds):
+            raise UsageError(f"smoke: seeds must be distinct non-negative integers, got {list(self.seeds)}")
 
 
 def _classifier_learns(results: Results) -> Verdict:

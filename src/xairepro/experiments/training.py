@@ -41,11 +41,12 @@ from xairepro.train import (
 )
 from xairepro.train.objectives import AUTOENCODER_MASK_PROB, AUTOENCODER_NOISE_STD
 from xairepro.train.simclr import SIMCLR_TEMPERATURE
-from xairepro.utils import atomic_write_text, preserved_state
+from xairepro.utils import atomic_write_text, check_output_folder_path, preserved_state
 
 __all__ = [
     "DataSection", "ModelSection", "RunConfig", "MethodContext", "MethodSpec", "BuiltRun", "RunOutcome",
-    "register_method", "unregister_method", "list_methods", "get_method", "build_run", "train_run",
+    "register_method", "unregister_method", "list_methods", "get_method", "check_run_parts", "build_run",
+    "check_train_folder", "train_run", "DataRecord", "checkpoint_run_record",
 ]
 
 
@@ -83,8 +84,9 @@ class RunConfig:
     out_dir: str = "runs/train"
 
     def validate(self) -> RunConfig:
+        """Check every value that can be checked without loading data: names, options, ranges."""
         self.train.validate("train.")
-        get_method(self.method)
+        check_run_parts(self.data.name, self.data.options, self.model.name, self.method, self.method_options)
         if not self.out_dir or not str(self.out_dir).strip():
             raise ConfigError("out_dir must name a folder")
         if self.data.seed < 0:
@@ -296,6 +298,23 @@ def _method_options(spec: MethodSpec, values: dict[str, Any]) -> Any:
                           ) from None
 
 
+def check_run_parts(data: str, data_options: dict[str, Any], model: str, method: str,
+                    method_options: dict[str, Any]) -> None:
+    """Raise a one-line error for an unknown data set, data option, model, training method or method option,
+    or a method that does not train this kind of model; nothing is loaded or built (``RunConfig.validate``
+    and the studies' configs check their runs with it before the first cell runs)."""
+    from xairepro.data import check_dataset_options
+    from xairepro.models import model_info
+
+    check_dataset_options(data, dict(data_options))
+    kind = model_info(model).kind
+    spec = get_method(method)
+    if spec.model_kinds and kind not in spec.model_kinds:
+        raise UsageError(f"method {method!r} trains {' or '.join(spec.model_kinds)} models; model "
+                         f"{model!r} is of kind {kind!r}")
+    _method_options(spec, dict(method_options))
+
+
 def build_run(cfg: RunConfig) -> BuiltRun:
     """Load the data, build the model for its input shape, check they fit, make the objective."""
     from xairepro.models import build_model, model_info
@@ -303,9 +322,6 @@ def build_run(cfg: RunConfig) -> BuiltRun:
     cfg.validate()
     spec = get_method(cfg.method)
     minfo = model_info(cfg.model.name)
-    if spec.model_kinds and minfo.kind not in spec.model_kinds:
-        raise UsageError(f"method {cfg.method!r} trains {' or '.join(spec.model_kinds)} models; model "
-                         f"{cfg.model.name!r} is of kind {minfo.kind!r}")
     train, val, test = _load_splits(cfg)
     info = train.info
     options = _model_options(cfg, info, minfo.kind, minfo.options)
@@ -343,28 +359,57 @@ class RunOutcome:
         return final
 
 
+def _read_record(path: Path) -> dict[str, Any] | None:
+    """A folder's ``run.json`` as a dict (None when absent); what the file holds is checked by the caller."""
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        data = None
+    return data if isinstance(data, dict) else {}
+
+
+def check_train_folder(out_dir: Path) -> None:
+    """Refuse, before any work, an output folder that is not this kind of run's: a file, the results of
+    ``xairepro reproduce``, or a non-empty folder without a training record.  (A folder holding another
+    training run is refused by :func:`train_run` once the run's config hash is known.)"""
+    where = f"output folder {str(out_dir)!r}"
+    check_output_folder_path(out_dir)
+    if not out_dir.is_dir():
+        return
+    record = _read_record(out_dir / "run.json")
+    if record is None:
+        if any(out_dir.iterdir()):
+            raise UsageError(f"{where} is not empty and holds no xairepro training run; choose a new or empty "
+                             "folder")
+        return
+    if "experiments" in record and "config_hash" not in record:
+        raise UsageError(f"{where} holds the results of `xairepro reproduce`; choose another --out")
+    if not isinstance(record.get("config_hash"), str):
+        raise UsageError(f"{where} holds a run.json that is not an xairepro training record; choose another --out")
+
+
 def train_run(cfg: RunConfig, *, progress: bool | None = None) -> RunOutcome:
     """Build, train (resuming from ``out_dir`` when it holds this run), test, save ``out_dir/model.pt``.
 
-    An ``out_dir`` holding another run (different data, model, method or settings) raises
-    :class:`ConfigError` instead of mixing the two.
+    An ``out_dir`` holding anything else (another training run, whether or not its resume state is still
+    there; the results of ``xairepro reproduce``; other files) raises a :class:`UsageError` before any
+    file in it is touched.
     """
     if progress is not None:
         cfg.train.progress = progress
-    run = build_run(cfg)
     out_dir = Path(cfg.out_dir)
+    check_train_folder(out_dir)
+    run = build_run(cfg)
     numbers = config_to_dict(cfg)  # what changes the numbers: all but the folder, progress and workers
     del numbers["out_dir"], numbers["train"]["progress"], numbers["train"]["num_workers"]
     run_hash = config_hash(numbers)
     record = out_dir / "run.json"
-    if record.is_file() and (out_dir / "last.pt").is_file():
-        try:
-            previous = json.loads(record.read_text()).get("config_hash")
-        except (OSError, ValueError):
-            previous = None
-        if previous != run_hash:
-            raise ConfigError(f"output folder {str(out_dir)!r} holds another training run; use another --out "
-                              "or delete that folder")
+    previous = _read_record(record)
+    if previous is not None and previous.get("config_hash") != run_hash:
+        raise ConfigError(f"output folder {str(out_dir)!r} holds another training run; use another --out "
+                          "or delete that folder")
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(record, json.dumps({"config_hash": run_hash, "config": config_to_dict(cfg)}, indent=2))
     engine = Engine(cfg.train, out_dir)
@@ -372,9 +417,43 @@ def train_run(cfg: RunConfig, *, progress: bool | None = None) -> RunOutcome:
     test = engine.evaluate(run.model, run.objective, run.test)
     info = run.info
     path = save_model(out_dir / "model.pt", run.model, dataset=cfg.data.name, data_options=dict(cfg.data.options),
-                      class_names=list(info.class_names or []), mean=list(info.mean or []), std=list(info.std or []),
+                      data_seed=cfg.data.seed, class_names=list(info.class_names or []),
+                      mean=list(info.mean or []), std=list(info.std or []),
                       method=cfg.method, config_hash=run_hash)
     outcome = RunOutcome(run, result, test, path, out_dir)
     atomic_write_text(out_dir / "metrics.json", json.dumps({"metrics": outcome.metrics, "history": result.history},
                                                            indent=2))
     return outcome
+
+
+# ------------------------------------------------------------------------------- a model's training data
+@dataclass(frozen=True)
+class DataRecord:
+    """The data a saved model was trained on: data set ``name``, split ``seed``, loader ``options`` (as
+    given to the run, ``download`` left out), and ``source``: where the seed was read ("checkpoint",
+    "run.json" beside it, or "assumed" = 0 for a model saved before the seed was recorded)."""
+
+    name: str
+    seed: int
+    options: dict[str, Any]
+    source: str
+
+
+def checkpoint_run_record(path: str | Path, metadata: dict[str, Any]) -> DataRecord | None:
+    """The training data of the model saved at ``path`` (``metadata``: its ``read_model_metadata``), or
+    None for a model saved outside ``train_run`` (no data set recorded).
+
+    The split seed is the model's own ``data_seed``; models saved before it was recorded take it from the
+    ``run.json`` beside them when that file records the same run (same config hash).
+    """
+    name = metadata.get("dataset")
+    if not isinstance(name, str) or not name:
+        return None
+    options = {k: v for k, v in dict(metadata.get("data_options") or {}).items() if k != "download"}
+    if isinstance(metadata.get("data_seed"), int):
+        return DataRecord(name, int(metadata["data_seed"]), options, "checkpoint")
+    record = _read_record(Path(path).with_name("run.json")) or {}
+    seed = ((record.get("config") or {}).get("data") or {}).get("seed")
+    if record.get("config_hash") == metadata.get("config_hash") and isinstance(seed, int):
+        return DataRecord(name, seed, options, "run.json")
+    return DataRecord(name, 0, options, "assumed")

@@ -39,8 +39,9 @@ def batched_forward(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
     return model(images)
 
 
-def check_images(x: torch.Tensor, name: str = "images") -> None:
-    """Raise a one-line ``UsageError`` unless ``x`` is a non-empty finite float tensor (B, C, H, W)."""
+def check_images(x: torch.Tensor, name: str = "images", model: nn.Module | None = None) -> None:
+    """Raise a one-line ``UsageError`` unless ``x`` is a non-empty finite float tensor (B, C, H, W)
+    (of the floating dtype of ``model``'s weights when a model is given)."""
     if not isinstance(x, torch.Tensor):
         raise UsageError(f"{name} must be a tensor, got {type(x).__name__}")
     if x.dim() != 4:
@@ -51,6 +52,12 @@ def check_images(x: torch.Tensor, name: str = "images") -> None:
         raise UsageError(f"{name} must be a float tensor, got {x.dtype}")
     if not bool(torch.isfinite(x).all()):
         raise UsageError(f"{name} contain NaN or infinite values")
+    params = model.parameters() if isinstance(model, nn.Module) else ()
+    weight = next((p for p in params if p.is_floating_point()), None)
+    if weight is not None and weight.dtype != x.dtype:
+        raise UsageError(f"{name} are {str(x.dtype).removeprefix('torch.')} but the model's weights are "
+                         f"{str(weight.dtype).removeprefix('torch.')}; convert one to the other "
+                         f"(e.g. images.to({weight.dtype}))")
 
 
 def check_maps(maps: torch.Tensor, images: torch.Tensor, name: str = "saliency") -> torch.Tensor:

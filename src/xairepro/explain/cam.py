@@ -66,7 +66,7 @@ class _GradCamLibraryMethod:
 
     def __call__(self, x: torch.Tensor, target: Target = None) -> torch.Tensor:
         """Saliency maps (B, H, W) in [0, 1] on ``x``'s device; ``target=None`` = predicted class."""
-        check_images(x)
+        check_images(x, model=self.model)
         batch = x.shape[0]
         targets = None
         if target is not None:

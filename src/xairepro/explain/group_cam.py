@@ -82,7 +82,7 @@ class GroupCAM:
 
     def __call__(self, x: torch.Tensor, target: Target = None) -> torch.Tensor:
         """Saliency maps (B, H, W) in [0, 1] on ``x``'s device; ``target=None`` = predicted class."""
-        check_images(x)
+        check_images(x, model=self.model)
         b, _, h, w = x.shape
         bs = self.batch_size or auto_batch_size(x.device)
         with preserved_state(self.model):

@@ -239,6 +239,8 @@ class LabelFreeAttribution:
             raise UsageError(
                 f"x has dtype {x.dtype}: gradients need float inputs; for token ids pass layer=<embedding>"
             )
+        if x.is_floating_point() and not bool(torch.isfinite(x).all()):
+            raise UsageError("x contains NaN or infinite values")
         if not x.is_floating_point() and issubclass(self.method_class, captum_attr.LayerGradientShap):
             raise UsageError(
                 "LayerGradientShap interpolates in input space, which token ids do not allow; use "

@@ -119,7 +119,7 @@ class RISE:
 
     def __call__(self, x: torch.Tensor, target: Target = None) -> torch.Tensor:
         """Saliency maps (B, H, W) on ``x``'s device (in [0, 1] unless ``normalize=False``)."""
-        check_images(x)
+        check_images(x, model=self.model)
         b, _, h, w = x.shape
         masks = self.masks_for((h, w), x.device)
         n = masks.shape[0]

@@ -80,9 +80,10 @@ def execute_cell(job: Job) -> CellOutcome:
     """Run one cell and return its outcome; an exception becomes a failed outcome, never escapes."""
     import torch
 
-    from xairepro.utils import seed_everything
+    from xairepro.utils import report_task, seed_everything
 
     cell = job.cell
+    report_task(cell.label)
     started = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     threads = torch.get_num_threads()
     t0 = time.perf_counter()

@@ -1,4 +1,5 @@
-"""A rich progress display over cells: done / cached / failed counts and an ETA over computed cells."""
+"""A rich progress display over cells: done / cached / failed counts and an ETA over computed cells, and
+below it the running cell with its own progress (training batches of each epoch, images explained)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from xairepro.runner.store import CellOutcome
+from xairepro.utils.progress import progress_listener
 
 __all__ = ["CellProgress"]
 
@@ -16,7 +18,10 @@ __all__ = ["CellProgress"]
 class CellProgress:
     """Context manager: ``advance(outcome)`` after each computed cell; failures printed as they happen.
 
-    The bar counts the cells to compute (cached ones are shown apart so they do not skew the ETA).
+    The bar counts the cells to compute (cached ones are shown apart so they do not skew the ETA).  While
+    it is open it listens to :func:`xairepro.utils.report_task` / ``report_progress`` of this process
+    (cells run in-process by the local executor): a second line names the running cell and shows how
+    far its current step is.
     """
 
     def __init__(self, to_compute: int, cached: int, *, enabled: bool = True,
@@ -27,20 +32,35 @@ class CellProgress:
         self.cached = cached
         self.failed = 0
         self._progress = Progress(
-            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("done {task.fields[done]} · cached {task.fields[cached]} · failed {task.fields[failed]}"),
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
             TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
             console=self.console, disable=not enabled, transient=False,
         )
-        self._task = self._progress.add_task("cells", total=to_compute, done=0, cached=cached, failed=0)
+        self._task = self._progress.add_task("cells", total=to_compute, info=self._counts())
+        self._cell = self._progress.add_task("", total=None, info="", visible=False)
+        self._listening = progress_listener(self)
+
+    def _counts(self) -> str:
+        return f"done {self.done} · cached {self.cached} · failed {self.failed}"
 
     def __enter__(self) -> CellProgress:
         self._progress.start()
+        self._listening.__enter__()
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
+        self._listening.__exit__(exc_type, exc, tb)
+        self._progress.update(self._cell, visible=False)
         self._progress.stop()
+
+    def task(self, label: str) -> None:
+        """A cell starts: name it on the second line (its progress comes with ``step``)."""
+        self._progress.reset(self._cell, total=None, description=f"  {escape(label)}", info="starting",
+                             visible=True)
+
+    def step(self, what: str, done: int, total: int) -> None:
+        self._progress.update(self._cell, completed=done, total=total, info=escape(what))
 
     def advance(self, outcome: CellOutcome) -> None:
         if outcome.ok:
@@ -49,4 +69,5 @@ class CellProgress:
             self.failed += 1
             if self.enabled:
                 self._progress.console.print(f"[red]failed[/red] {escape(outcome.label)}: {escape(outcome.error or '')}")
-        self._progress.update(self._task, advance=1, done=self.done, cached=self.cached, failed=self.failed)
+        self._progress.update(self._task, advance=1, info=self._counts())
+        self._progress.update(self._cell, visible=False)

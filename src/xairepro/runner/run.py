@@ -13,19 +13,20 @@ import datetime as _dt
 import json
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 
-from xairepro.config import parse_overrides
+from xairepro.config import config_has_key, parse_overrides
 from xairepro.errors import ConfigError, UsageError
 from xairepro.experiments.base import Cell, Experiment, Results
 from xairepro.experiments.registry import list_experiments, select_experiments
 from xairepro.runner.executors import Job, LocalExecutor, RayExecutor, make_executor
 from xairepro.runner.outputs import evaluate_claims, make_figures, results_frame, summarise, write_csv
+from xairepro.runner.lock import folder_lock
 from xairepro.runner.progress import CellProgress
 from xairepro.runner.provenance import build_provenance
 from xairepro.runner.store import MANIFEST, CellOutcome, CellStore, check_output_folder, write_json
@@ -58,19 +59,25 @@ def _now() -> str:
 
 
 def split_overrides(overrides: Sequence[str], experiments: Sequence[Experiment]) -> dict[str, list[str]]:
-    """Route ``--set`` items: ``EXP.key=v`` goes to experiment EXP only, ``key=v`` to every experiment."""
+    """Route ``--set`` items: ``EXP.key=v`` goes to experiment EXP only, ``key=v`` to every experiment whose
+    config has ``key`` (``--set cpus=2`` skips one without a ``cpus``); a key no experiment has is an error."""
     parse_overrides(overrides)
     selected = {e.name for e in experiments}
     known = {e.name for e in list_experiments()}
     routed: dict[str, list[str]] = {e.name: [] for e in experiments}
     for item in overrides:
-        head = item.partition("=")[0].split(".")[0].strip()
-        if head in selected and "." in item.partition("=")[0]:
+        key = item.partition("=")[0].strip()
+        head = key.split(".")[0]
+        if head in selected and "." in key:
             routed[head].append(item[len(head) + 1:])
         elif head in known and head not in selected:
             raise ConfigError(f"--set {item}: experiment {head!r} is not part of this run")
         else:
-            for name in routed:
+            having = [e.name for e in experiments if config_has_key(e.config_class, key)]
+            if not having:
+                names = ", ".join(e.name for e in experiments)
+                raise ConfigError(f"--set {item}: no experiment of this run has a setting {key!r} ({names})")
+            for name in having:
                 routed[name].append(item)
     return routed
 
@@ -116,6 +123,9 @@ def _plan(experiments: Sequence[Experiment], preset: str,
         for cell in grid:
             if not isinstance(cell, Cell) or cell.experiment != exp.name:
                 raise TypeError(f"experiment {exp.name!r}: cells() must return Cells of this experiment")
+            if isinstance(cell.seed, bool) or not isinstance(cell.seed, int) or cell.seed < 0:
+                raise ConfigError(f"experiment {exp.name!r}: seeds must be non-negative integers, got "
+                                  f"{cell.seed!r} ({cell.label})")
             if cell.key in seen:
                 raise ValueError(f"experiment {exp.name!r}: two cells have the same config ({cell.label})")
             seen.add(cell.key)
@@ -136,12 +146,15 @@ def reproduce(
     download: bool = False,
     show_progress: bool = True,
     console: Console | None = None,
+    finish: Callable[[Path], Any] | None = None,
 ) -> RunSummary:
     """Run (or resume) the named studies (all offering ``preset`` when none is named) into ``out_dir``.
 
     ``download=True`` lets experiments fetch missing real data sets (never implied; the data are the same
     either way, so it is not part of any cell's key).  Writes ``run.json``, ``cells/``, ``results.csv``, ``summary.csv``, ``claims.json``, ``figures.json``,
     ``figures/`` and ``provenance.json``.  Returns a :class:`RunSummary`; failing cells do not stop the run.
+    The folder is locked for the run (:func:`~xairepro.runner.lock.folder_lock`): a second run into it is
+    refused at once.  ``finish(out_dir)`` runs before the lock is released (the CLI renders the report).
     """
     t0 = time.perf_counter()
     started = _now()
@@ -153,74 +166,81 @@ def reproduce(
     check_output_folder(out, [e.name for e in experiments], preset)
     runner = make_executor(executor, address) if isinstance(executor, str) else executor
     runner.preflight()  # e.g. an unreachable Ray head: one error now, nothing written
-    # 2. the manifest marks the folder as this run's
+    # 2. one run per folder: a second run into it is refused (its PID named) until this one is done
     out.mkdir(parents=True, exist_ok=True)
     out = out.resolve()
-    store = CellStore(out)
-    store.clean_temporaries()
-    write_json(out / MANIFEST, {
-        "preset": preset, "experiments": [e.name for e in experiments], "overrides": list(overrides),
-        "data_dir": None if data_path is None else str(data_path), "updated": started,
-        "info": {e.name: {"title": e.title, "study": e.study or e.name, "reproduces": e.reproduces,
-                          "metrics": {k: {"label": m.label, "higher_is_better": m.higher_is_better}
-                                      for k, m in e.metrics.items()},
-                          "tables": [{"title": t.title, "metrics": list(t.metrics), "source": t.source}
-                                     for t in e.tables]}
-                 for e in experiments},
-    })
-    # 3. cached cells are loaded, the others computed
-    by_name = {e.name: e for e in experiments}
-    outcomes: dict[str, CellOutcome] = {}
-    jobs: list[Job] = []
-    for name, grid in cells.items():
-        for cell in grid:
-            cached = None if force else store.load(cell)
-            if cached is not None:
-                outcomes[cell.key] = cached
-            else:
-                jobs.append(Job(by_name[name], cell, store.work_dir(cell), data_path, out / "models", download))
-    cell_of = {job.cell.key: job.cell for job in jobs}
-    n_cached = len(outcomes)
-    failures: list[CellOutcome] = []
-    with CellProgress(len(jobs), n_cached, enabled=show_progress, console=console) as bar:
-        for outcome in runner.run(jobs):
-            cell = cell_of[outcome.key]
-            if outcome.ok:
-                store.save(cell, outcome)
-            else:
-                store.save_failure(cell, outcome)
-                failures.append(outcome)
-            outcomes[outcome.key] = outcome
-            bar.advance(outcome)
-    # 4. the run's tables, claims, figures, provenance
-    finished = [r for grid in cells.values() for c in grid
-                if c.key in outcomes and outcomes[c.key].ok for r in outcomes[c.key].records]
-    frame = results_frame(finished)
-    write_csv(frame, out / "results.csv")
-    references = {e.name: list(e.references(configs[e.name])) for e in experiments}
-    write_csv(summarise(frame, references), out / "summary.csv")
-    claims: dict[str, Any] = {}
-    figures: list[dict[str, Any]] = []
-    previous = _read_list(out / "figures.json")
-    for exp in experiments:
-        results = Results(frame[frame["experiment"] == exp.name].reset_index(drop=True))
-        failed = sum(1 for c in cells[exp.name] if c.key not in outcomes or not outcomes[c.key].ok)
-        claims[exp.name] = evaluate_claims(exp, configs[exp.name], results, failed_cells=failed,
-                                           total_cells=len(cells[exp.name]))
-        if len(results):
-            figures.extend(make_figures(exp, configs[exp.name], results, out, previous))
-    write_json(out / "claims.json", claims)
-    write_json(out / "figures.json", figures)
-    wall = time.perf_counter() - t0
-    run_info = {"preset": preset, "executor": runner.name, "address": address, "force": force,
-                "download": download,
-                "overrides": list(overrides), "data_dir": None if data_path is None else str(data_path),
-                "started": started, "finished": _now(), "wall_time_s": round(wall, 3),
-                "cells_wall_time_s": round(sum(o.wall_time_s for o in outcomes.values()), 3),
-                "cells": {"total": sum(len(g) for g in cells.values()), "computed": len(jobs) - len(failures),
-                          "cached": n_cached, "failed": len(failures)}}
-    write_json(out / "provenance.json", build_provenance(
-        experiments=experiments, configs=configs, cells=cells, outcomes=outcomes, run=run_info,
-        data_dir=data_path))
-    return RunSummary(out, sum(len(g) for g in cells.values()), len(jobs) - len(failures), n_cached,
-                      failures, time.perf_counter() - t0)
+    with folder_lock(out):
+        check_output_folder(out, [e.name for e in experiments], preset)  # again: it may have changed meanwhile
+        # the manifest marks the folder as this run's
+        store = CellStore(out)
+        store.clean_temporaries()
+        write_json(out / MANIFEST, {
+            "preset": preset, "experiments": [e.name for e in experiments], "overrides": list(overrides),
+            "data_dir": None if data_path is None else str(data_path), "updated": started,
+            "info": {e.name: {"title": e.title, "study": e.study or e.name, "reproduces": e.reproduces,
+                              "metrics": {k: {"label": m.label, "higher_is_better": m.higher_is_better}
+                                          for k, m in e.metrics.items()},
+                              "tables": [{"title": t.title, "metrics": list(t.metrics), "source": t.source}
+                                         for t in e.tables]}
+                     for e in experiments},
+        })
+        # 3. cached cells are loaded, the others computed
+        by_name = {e.name: e for e in experiments}
+        outcomes: dict[str, CellOutcome] = {}
+        jobs: list[Job] = []
+        for name, grid in cells.items():
+            for cell in grid:
+                cached = None if force else store.load(cell)
+                if cached is not None:
+                    outcomes[cell.key] = cached
+                else:
+                    jobs.append(Job(by_name[name], cell, store.work_dir(cell), data_path, out / "models",
+                                    download))
+        cell_of = {job.cell.key: job.cell for job in jobs}
+        n_cached = len(outcomes)
+        failures: list[CellOutcome] = []
+        with CellProgress(len(jobs), n_cached, enabled=show_progress, console=console) as bar:
+            for outcome in runner.run(jobs):
+                cell = cell_of[outcome.key]
+                if outcome.ok:
+                    store.save(cell, outcome)
+                else:
+                    store.save_failure(cell, outcome)
+                    failures.append(outcome)
+                outcomes[outcome.key] = outcome
+                bar.advance(outcome)
+        # 4. the run's tables, claims, figures, provenance
+        finished = [r for grid in cells.values() for c in grid
+                    if c.key in outcomes and outcomes[c.key].ok for r in outcomes[c.key].records]
+        frame = results_frame(finished)
+        write_csv(frame, out / "results.csv")
+        references = {e.name: list(e.references(configs[e.name])) for e in experiments}
+        write_csv(summarise(frame, references), out / "summary.csv")
+        claims: dict[str, Any] = {}
+        figures: list[dict[str, Any]] = []
+        previous = _read_list(out / "figures.json")
+        for exp in experiments:
+            results = Results(frame[frame["experiment"] == exp.name].reset_index(drop=True))
+            failed = sum(1 for c in cells[exp.name] if c.key not in outcomes or not outcomes[c.key].ok)
+            claims[exp.name] = evaluate_claims(exp, configs[exp.name], results, failed_cells=failed,
+                                               total_cells=len(cells[exp.name]))
+            if len(results):
+                figures.extend(make_figures(exp, configs[exp.name], results, out, previous))
+        write_json(out / "claims.json", claims)
+        write_json(out / "figures.json", figures)
+        wall = time.perf_counter() - t0
+        run_info = {"preset": preset, "executor": runner.name, "address": address, "force": force,
+                    "download": download,
+                    "overrides": list(overrides), "data_dir": None if data_path is None else str(data_path),
+                    "started": started, "finished": _now(), "wall_time_s": round(wall, 3),
+                    "cells_wall_time_s": round(sum(o.wall_time_s for o in outcomes.values()), 3),
+                    "cells": {"total": sum(len(g) for g in cells.values()), "computed": len(jobs) - len(failures),
+                              "cached": n_cached, "failed": len(failures)}}
+        write_json(out / "provenance.json", build_provenance(
+            experiments=experiments, configs=configs, cells=cells, outcomes=outcomes, run=run_info,
+            data_dir=data_path))
+        summary = RunSummary(out, sum(len(g) for g in cells.values()), len(jobs) - len(failures), n_cached,
+                             failures, time.perf_counter() - t0)
+        if finish is not None:
+            finish(out)
+    return summary

@@ -3,6 +3,7 @@
 Layout of an output folder::
 
     run.json                      which experiments and preset the folder holds (checked on every run)
+    .xairepro.lock                held (flock) by the run writing the folder: one run at a time
     cells/<experiment>/<key>.json finished cell: its records, wall time (key = the cell's config hash)
     cells/<experiment>/<key>/     the cell's own working folder (``ctx.cache_dir``)
     cells/<experiment>/<key>.failed.json   the last failure of a cell (removed when it succeeds)
@@ -22,7 +23,8 @@ from typing import Any
 
 from xairepro.errors import UsageError
 from xairepro.experiments.base import Cell
-from xairepro.utils import atomic_write_text
+from xairepro.runner.lock import LOCK_NAME
+from xairepro.utils import atomic_write_text, check_output_folder_path
 
 __all__ = ["CellOutcome", "CellStore", "MANIFEST", "check_output_folder", "read_manifest", "write_json"]
 
@@ -133,6 +135,8 @@ def read_manifest(out_dir: Path) -> dict[str, Any] | None:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise UsageError(f"{path} is not a readable xairepro manifest ({exc})") from None
+    if isinstance(data, dict) and "config_hash" in data and "config" in data:
+        raise UsageError(f"{path} records an `xairepro train` run, not the results of `xairepro reproduce`")
     if not isinstance(data, dict) or not isinstance(data.get("experiments"), (list, dict)):
         raise UsageError(f"{path} is not an xairepro manifest")
     return data
@@ -140,16 +144,14 @@ def read_manifest(out_dir: Path) -> dict[str, Any] | None:
 
 def check_output_folder(out_dir: Path, experiments: Sequence[str], preset: str) -> None:
     """Refuse a folder that holds something else: another study's results, another preset, other files."""
-    out_dir = Path(out_dir)
+    out_dir = check_output_folder_path(out_dir)
     if not out_dir.exists():
         return
-    if not out_dir.is_dir():
-        raise UsageError(f"output folder {str(out_dir)!r} exists and is not a folder")
     if not os.access(out_dir, os.W_OK | os.X_OK):
         raise UsageError(f"output folder {str(out_dir)!r} is not writable")
     manifest = read_manifest(out_dir)
     if manifest is None:
-        if any(out_dir.iterdir()):
+        if any(p.name != LOCK_NAME for p in out_dir.iterdir()):
             raise UsageError(f"output folder {str(out_dir)!r} is not empty and holds no xairepro run; "
                              "choose a new or empty folder")
         return

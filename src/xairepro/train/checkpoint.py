@@ -13,6 +13,8 @@ Three kinds, each a dict of tensors and plain containers with a ``format`` tag:
 from __future__ import annotations
 
 import os
+import re
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -58,19 +60,42 @@ def load_checkpoint(path: str | os.PathLike[str], *, expect: str | None = None,
     ``expect``: the ``format`` tag it must carry (``None``: any xairepro checkpoint).
     """
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"checkpoint {str(path)!r} is a folder, not a checkpoint file")
     if not path.is_file():
         raise CheckpointError(f"checkpoint {str(path)!r} does not exist")
     try:
-        obj = torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():  # torch warns about pickle protocols on stderr: the error says it all
+            warnings.simplefilter("ignore")
+            obj = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # noqa: BLE001 - unpickling, zip and EOF errors all mean "corrupted"
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"checkpoint {str(path)!r} is corrupted or not a PyTorch checkpoint "
-                              f"({reason[:200]})") from None
+        raise CheckpointError(_load_failure(path, exc)) from None
     if not isinstance(obj, dict) or not isinstance(obj.get("format"), str):
         raise CheckpointError(f"checkpoint {str(path)!r} is not an xairepro checkpoint")
     if expect is not None and obj["format"] != expect:
         raise CheckpointError(f"checkpoint {str(path)!r} holds a {obj['format']!r}, expected a {expect!r}")
     return obj
+
+
+def _load_failure(path: Path, exc: Exception) -> str:
+    """Why ``torch.load(weights_only=True)`` failed, in a line.
+
+    PyTorch's own message advises retrying with ``weights_only=False``: for a file of unknown origin that
+    is the unsafe choice (it runs whatever code the file holds), so that advice is not passed on.
+    """
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))
+    found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
+    if found:
+        return (f"checkpoint {str(path)!r} holds Python objects ({found.group(1)}) that a safe load refuses; "
+                "xairepro checkpoints hold only tensors, numbers, strings, lists and dicts")
+    if "weights only load failed" in text.lower() or "unpickl" in text.lower():
+        detail = "unreadable pickle data"
+    elif "zip archive" in text or "central directory" in text:
+        detail = "damaged or truncated zip archive"
+    else:
+        first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+        detail = first[:160]
+    return f"checkpoint {str(path)!r} is corrupted or not a PyTorch checkpoint ({detail})"
 
 
 def checkpoint_weights(path: str | os.PathLike[str], map_location: str | torch.device | None = "cpu"

@@ -11,6 +11,7 @@ import math
 from dataclasses import dataclass, field
 
 from xairepro.errors import ConfigError
+from xairepro.train.augment import check_augmentation
 
 __all__ = [
     "OPTIMIZERS", "SCHEDULES", "SCHEDULE_UNITS", "PRECISIONS", "ACCELERATORS", "STRATEGIES", "MODES",
@@ -168,4 +169,8 @@ class TrainConfig:
             raise ConfigError(f"{p}seed must be >= 0; got {self.seed!r}")
         if not isinstance(self.augment, str) or not self.augment.strip():
             raise ConfigError(f"{p}augment must name a batched augmentation, or be 'none'")
+        try:
+            check_augmentation(self.augment)
+        except ConfigError as exc:
+            raise ConfigError(f"{p}augment: {exc}") from None
         return self

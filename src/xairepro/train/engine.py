@@ -31,7 +31,7 @@ from xairepro.train.early_stopping import EarlyStopping
 from xairepro.train.ema import EMA
 from xairepro.train.schedules import lr_factor, set_lr
 from xairepro.train.state import RunState, load_run_state, save_best, save_epoch_checkpoint, save_run_state
-from xairepro.utils import derive_seed, make_generator, model_device, preserved_state, progress
+from xairepro.utils import derive_seed, make_generator, model_device, preserved_state, progress, report_progress
 
 __all__ = ["Engine", "TrainResult", "build_optimizer"]
 
@@ -305,6 +305,8 @@ class Engine:
             if run.ema is not None:
                 run.ema.update()
             sums.add(metrics, int(batch[0].shape[0]))
+            if rank == 0:
+                report_progress(f"training epoch {epoch + 1}/{cfg.epochs}, batches", step + 1, steps)
         return sums.means(reduce=fabric.world_size > 1), first_lr
 
     # -------------------------------------------------------------------------------------- evaluate

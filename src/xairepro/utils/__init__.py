@@ -1,6 +1,8 @@
 """Small shared helpers: atomic file writes, seeding, progress bars."""
 
-from xairepro.utils.atomic import atomic_write_bytes, atomic_write_text, atomic_torch_save, atomic_path
+from xairepro.utils.atomic import (
+    atomic_path, atomic_torch_save, atomic_write_bytes, atomic_write_text, check_output_folder_path,
+)
 from xairepro.utils.seeding import seed_everything, make_generator, derive_seed
 
 __all__ = [
@@ -8,12 +10,13 @@ __all__ = [
     "atomic_write_text",
     "atomic_torch_save",
     "atomic_path",
+    "check_output_folder_path",
     "seed_everything",
     "make_generator",
     "derive_seed",
 ]
 
 from xairepro.utils.model_state import preserved_state, model_device  # noqa: E402
-from xairepro.utils.progress import progress  # noqa: E402
+from xairepro.utils.progress import progress, progress_listener, report_progress, report_task  # noqa: E402
 
-__all__ += ["preserved_state", "model_device", "progress"]
+__all__ += ["preserved_state", "model_device", "progress", "progress_listener", "report_progress", "report_task"]

@@ -45,10 +45,11 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         raise
 
 
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically and return the path."""
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes | memoryview) -> Path:
+    """Write ``data`` (any bytes-like object, e.g. ``BytesIO.getbuffer()``) to ``path`` atomically."""
     with atomic_path(path) as tmp:
-        tmp.write_bytes(data)
+        with open(tmp, "wb") as fh:
+            fh.write(data)
     return Path(path)
 
 
@@ -58,9 +59,33 @@ def atomic_write_text(path: str | os.PathLike[str], text: str, encoding: str = "
 
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike[str]) -> Path:
-    """``torch.save`` to ``path`` atomically."""
+    """``torch.save`` to ``path`` atomically, byte-reproducibly.
+
+    ``torch.save`` names the records of its zip archive after the file it writes to; saving to the
+    temporary file directly would put its random name into the archive, so two identical runs would
+    differ in bytes.  The archive is built in memory (records named ``archive/``, as for any buffer)
+    and then written atomically: the same object gives the same bytes.
+    """
+    import io
+
     import torch
 
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
-    return Path(path)
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    return atomic_write_bytes(path, buffer.getbuffer())
+
+
+def check_output_folder_path(folder: str | os.PathLike[str], what: str = "output folder") -> Path:
+    """Raise a one-line ``UsageError`` unless ``folder`` is a folder or can be created as one: neither it
+    nor a parent may be an existing file.  Meant to run before any work, so that the error comes first."""
+    from xairepro.errors import UsageError
+
+    path = Path(folder)
+    for part in (path, *path.parents):
+        if part.exists():
+            if part == path and not part.is_dir():
+                raise UsageError(f"{what} {str(path)!r} exists and is not a folder")
+            if not part.is_dir():
+                raise UsageError(f"{what} {str(path)!r} cannot be made: {str(part)!r} exists and is not a folder")
+            break
+    return path

@@ -1,11 +1,20 @@
-"""Progress bars: tqdm inside library loops (off by default, ``show_progress=True`` to see them)."""
+"""Progress: tqdm bars inside library loops (off by default), and reports to whoever shows a run's progress.
+
+``report_task(label)`` (a unit of work starts: a cell of ``xairepro reproduce``) and
+``report_progress(what, done, total)`` (how far its current step is: training batches of an epoch,
+images explained) go to the listeners installed with :func:`progress_listener`; with none installed
+they cost one function call.  The runner's display listens and shows the running cell and its progress.
+"""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable, Iterator
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 T = TypeVar("T")
+
+__all__ = ["progress", "ProgressListener", "progress_listener", "report_task", "report_progress"]
 
 
 def progress(iterable: Iterable[T], *, enabled: bool = False, total: int | None = None,
@@ -16,3 +25,36 @@ def progress(iterable: Iterable[T], *, enabled: bool = False, total: int | None 
     from tqdm.auto import tqdm
 
     return tqdm(iterable, total=total, desc=desc, leave=leave, dynamic_ncols=True)
+
+
+class ProgressListener(Protocol):
+    def task(self, label: str) -> None:
+        """A unit of work named ``label`` starts."""
+
+    def step(self, what: str, done: int, total: int) -> None:
+        """``done`` of ``total`` parts of ``what`` (e.g. "training epoch 2/3, batches") are finished."""
+
+
+_LISTENERS: list[ProgressListener] = []
+
+
+@contextlib.contextmanager
+def progress_listener(listener: ProgressListener) -> Iterator[ProgressListener]:
+    """Send this process's progress reports to ``listener`` inside the ``with`` block."""
+    _LISTENERS.append(listener)
+    try:
+        yield listener
+    finally:
+        _LISTENERS.remove(listener)
+
+
+def report_task(label: str) -> None:
+    """Announce that the unit of work ``label`` starts."""
+    for listener in tuple(_LISTENERS):
+        listener.task(label)
+
+
+def report_progress(what: str, done: int, total: int) -> None:
+    """Report that ``done`` of ``total`` parts of ``what`` are finished."""
+    for listener in tuple(_LISTENERS):
+        listener.step(what, done, total)

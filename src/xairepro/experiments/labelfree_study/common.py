@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from xairepro.errors import ConfigError
+from xairepro.errors import ConfigError, UsageError
 from xairepro.experiments.base import Cell, Experiment
 
 __all__ = [
@@ -137,6 +137,14 @@ class ModelSetup:
                 raise ConfigError(f"{where}.{key} must be >= 1, got {getattr(self, key)}")
         if self.patience < 0 or self.checkpoint_every < 0:
             raise ConfigError(f"{where}: patience and checkpoint_every must be >= 0")
+        from xairepro.experiments.training import check_run_parts  # torch: kept out of this light module's top
+        from xairepro.train.augment import check_augmentation
+
+        try:
+            check_run_parts(self.data, self.data_options, self.model, self.method, self.method_options)
+            check_augmentation(self.augment)
+        except UsageError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
 
 
 class LabelFreeExperiment(Experiment):

@@ -20,7 +20,7 @@ from torch import nn
 from xairepro.config import config_to_dict
 from xairepro.experiments.lico_study.runs import SaliencySettings, TrainedModel, load_images
 from xairepro.experiments.lico_study.sets import StudySet
-from xairepro.utils import atomic_torch_save, atomic_write_text
+from xairepro.utils import atomic_torch_save, atomic_write_text, report_progress
 
 __all__ = [
     "METHOD_LABELS", "SCORES", "CHUNK", "insdel_metric", "study_protocol", "saliency_scores", "iou_scores",
@@ -68,8 +68,12 @@ def _explainer(method: str, model: nn.Module, settings: SaliencySettings, seed: 
                 batch_size=batch_size, seed=seed)
 
 
-def _maps(explain: Any, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    return torch.cat([explain(x[i:i + CHUNK], target=target[i:i + CHUNK]) for i in range(0, x.shape[0], CHUNK)])
+def _maps(explain: Any, x: torch.Tensor, target: torch.Tensor, method: str) -> torch.Tensor:
+    parts = []
+    for i in range(0, x.shape[0], CHUNK):
+        parts.append(explain(x[i:i + CHUNK], target=target[i:i + CHUNK]))
+        report_progress(f"{method} maps, images", min(i + CHUNK, x.shape[0]), x.shape[0])
+    return torch.cat(parts)
 
 
 @torch.no_grad()
@@ -93,6 +97,7 @@ def _score_maps(model: nn.Module, x: torch.Tensor, y: torch.Tensor, maps: torch.
                                batch_size=batch_size)
         ins.append(r.insertion.cpu())
         dele.append(r.deletion.cpu())
+        report_progress(f"insertion/deletion ({protocol.name}), images", min(i + CHUNK, x.shape[0]), x.shape[0])
     insertion, deletion = torch.cat(ins), torch.cat(dele)
     return {"insertion": 100 * _mean(insertion), "deletion": 100 * _mean(deletion),
             "overall": 100 * _mean(insertion - deletion)}
@@ -130,14 +135,14 @@ def saliency_scores(ctx: Any, trained: TrainedModel, spec: StudySet, seed: int,
             maps: dict[str, torch.Tensor] = {}
             for target in dict.fromkeys(p.target for p in protocols.values()):
                 if target == "label":
-                    maps[target] = _maps(explain, x, y)
+                    maps[target] = _maps(explain, x, y, method)
                 elif "label" in maps:  # explain the prediction only where it differs from the label
                     m, wrong = maps["label"].clone(), (pred != y).nonzero().flatten()
                     if wrong.numel():
-                        m[wrong] = _maps(explain, x[wrong], pred[wrong])
+                        m[wrong] = _maps(explain, x[wrong], pred[wrong], method)
                     maps[target] = m
                 else:
-                    maps[target] = _maps(explain, x, pred)
+                    maps[target] = _maps(explain, x, pred, method)
             for name, proto in protocols.items():
                 for score, value in _score_maps(model, x, y, maps[proto.target], proto, batch).items():
                     scores[insdel_metric(method, score, name, settings.protocols[0])] = value

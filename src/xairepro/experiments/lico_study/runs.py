@@ -20,6 +20,7 @@ from torch import nn
 from xairepro.config import config_hash, config_to_dict
 from xairepro.errors import ConfigError
 from xairepro.experiments.lico_study.sets import StudySet, variant_method
+from xairepro.train.augment import check_augmentation
 from xairepro.utils import atomic_write_text
 
 __all__ = [
@@ -60,6 +61,11 @@ class StudyTraining:
             raise ConfigError(f"training.epochs must be >= 1 or null, got {self.epochs}")
         if self.batch_size < 1:
             raise ConfigError(f"training.batch_size must be >= 1, got {self.batch_size}")
+        if self.augment != "dataset":
+            try:
+                check_augmentation(self.augment)
+            except ConfigError as exc:
+                raise ConfigError(f"training.augment: {exc} or 'dataset'") from None
 
 
 @dataclass

@@ -1,0 +1,128 @@
+"""What ``xairepro list`` shows, kept in ``catalog.json`` so that listing imports nothing heavy.
+
+The registries (data sets, models, training methods, augmentations, experiments) live in modules that
+import torch and the studies' code: reading them takes seconds.  :func:`build_catalog` reads them (the
+slow way); ``python -m xairepro.cli.catalog`` writes ``catalog.json`` from it, and a test checks that the
+file matches the registries (it fails, naming this command, after a registry changes).
+
+Each section is ``{"title", "columns", "rows", "long_only"}``: ``long_only`` names the columns only
+``xairepro list --long`` shows.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+__all__ = ["SECTIONS", "CATALOG_PATH", "build_catalog", "load_catalog", "write_catalog"]
+
+SECTIONS = ("datasets", "models", "methods", "augmentations", "experiments", "presets")
+CATALOG_PATH = Path(__file__).with_name("catalog.json")
+
+Section = dict[str, Any]
+
+
+def _shape(shape: object) -> str:
+    return "x".join(str(s) for s in shape) if shape else "any"
+
+
+def _section(title: str, columns: list[str], rows: list[list[str]], long_only: tuple[str, ...] = ()) -> Section:
+    return {"title": title, "columns": columns, "rows": rows, "long_only": list(long_only)}
+
+
+def _datasets() -> Section:
+    from xairepro.data import list_datasets
+
+    rows = [[d.name, d.task, _shape(d.input_shape), str(d.num_classes or "-"),
+             "bundled" if d.bundled else "files", d.description] for d in list_datasets()]
+    return _section("Data sets (xairepro train --set data.name=...)",
+                    ["name", "task", "input", "classes", "source", "description"], rows)
+
+
+def _models() -> Section:
+    from xairepro.models import list_models
+
+    # a family such as wrn-D-K shows its pattern and one member (any depth and width is accepted)
+    rows = [[m.name if m.name == m.example else f"{m.name} (e.g. {m.example})", m.kind, _shape(m.input_shape),
+             ", ".join(m.options), m.description] for m in list_models()]
+    return _section("Models (--set model.name=...)", ["name", "kind", "input", "options", "description"], rows,
+                    ("options",))
+
+
+def _methods() -> Section:
+    import dataclasses
+
+    from xairepro.experiments.training import list_methods
+
+    rows = []
+    for spec in list_methods():
+        options = ", ".join(f"{f.name}={f.default!r}" for f in dataclasses.fields(spec.options)) if spec.options else ""
+        rows.append([spec.name, " | ".join(spec.model_kinds or ("any",)), options, spec.description])
+    return _section("Training methods (--set method=...)", ["method", "models", "method_options", "description"],
+                    rows, ("method_options",))
+
+
+def _augmentations() -> Section:
+    from xairepro.train import augmentation_names
+
+    return _section("Batched augmentations (--set train.augment=...)", ["augment"],
+                    [[name] for name in augmentation_names()])
+
+
+def _experiments() -> Section:
+    from xairepro.experiments import list_experiments
+
+    rows = [[e.name, e.study, ", ".join(sorted(e.presets)), e.reproduces or "", e.title]
+            for e in list_experiments()]
+    return _section("Experiments and presets (xairepro reproduce NAME --preset ...)",
+                    ["experiment", "study", "presets", "reproduces", "title"], rows, ("reproduces",))
+
+
+def _presets() -> Section:
+    from xairepro.experiments import PRESET_DESCRIPTIONS, list_experiments
+
+    experiments = list_experiments()
+    names = sorted({p for e in experiments for p in e.presets})
+    rows = [[name, PRESET_DESCRIPTIONS.get(name, ""), ", ".join(e.name for e in experiments if name in e.presets)]
+            for name in names]
+    return _section("Presets (xairepro reproduce --preset NAME)", ["preset", "description", "experiments"], rows)
+
+
+_BUILDERS = {"datasets": _datasets, "models": _models, "methods": _methods, "augmentations": _augmentations,
+             "experiments": _experiments, "presets": _presets}
+
+
+def build_catalog() -> dict[str, Section]:
+    """Every section, read from the live registries (imports torch and every experiment)."""
+    return {name: _BUILDERS[name]() for name in SECTIONS}
+
+
+def load_catalog(path: Path = CATALOG_PATH) -> dict[str, Section]:
+    """The stored catalog (plain JSON: fast)."""
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def _dumps(catalog: dict[str, Section]) -> str:
+    """JSON with one line per row (readable diffs when a registry changes)."""
+    def one(value: Any) -> str:
+        return json.dumps(value, ensure_ascii=False)
+
+    sections = []
+    for name, section in catalog.items():
+        rows = ",\n".join(f"   {one(row)}" for row in section["rows"])
+        sections.append(f' {one(name)}: {{\n  "title": {one(section["title"])},\n'
+                        f'  "columns": {one(section["columns"])},\n  "long_only": {one(section["long_only"])},\n'
+                        f'  "rows": [\n{rows}\n  ]\n }}')
+    return "{\n" + ",\n".join(sections) + "\n}\n"
+
+
+def write_catalog(path: Path = CATALOG_PATH) -> Path:
+    """Rebuild ``catalog.json`` from the registries."""
+    from xairepro.utils import atomic_write_text
+
+    return atomic_write_text(path, _dumps(build_catalog()))
+
+
+if __name__ == "__main__":  # pragma: no cover - maintenance command
+    print(f"wrote {write_catalog()}")
