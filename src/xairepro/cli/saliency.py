@@ -14,9 +14,7 @@ import json
 import platform
 import sys
 from pathlib import Path
-from typing import Any
-
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -68,8 +66,8 @@ def _check_classifier(model: Any, checkpoint: Path) -> None:
     except UsageError:
         kind = "classifier" if getattr(model, "num_classes", None) else "unknown"
     if kind != "classifier":
-        raise UsageError(f"checkpoint {str(checkpoint)!r} holds a model of kind {kind!r} ({name}), not a classifier; "
-                         "saliency maps and insertion/deletion explain a classifier's class scores")
+        raise UsageError(f"checkpoint {str(checkpoint)!r} holds a model of kind {kind!r} ({name}), not a "
+                         "classifier; saliency maps and insertion/deletion explain a classifier's class scores")
 
 
 def _training_data(record: Any, data: str | None, given: dict[str, Any], split: str,
@@ -137,9 +135,9 @@ def run_saliency(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, seg: 
     """
     import torch
 
+    from xairepro.explain import saliency_method
     from xairepro.explain._cam_utils import auto_batch_size
     from xairepro.explain.rise import N_MASKS
-    from xairepro.explain import saliency_method
     from xairepro.metrics import insertion_deletion, soft_iou
     from xairepro.metrics.insertion_deletion import InsertionDeletionResult
 
