@@ -19,7 +19,7 @@ import torch
 import typer
 
 from xairepro.errors import UsageError
-from xairepro.explain._cam_utils import auto_batch_size
+from xairepro.imaging import auto_batch_size
 from xairepro.explain.rise import N_MASKS
 
 DEFAULT_METHODS = "gradcam,gradcampp,groupcam,rise"

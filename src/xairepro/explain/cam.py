@@ -22,7 +22,8 @@ import torch
 from torch import nn
 
 from xairepro.errors import UsageError
-from xairepro.explain._cam_utils import Target, check_images, normalize_maps, resolve_layer, resolve_targets
+from xairepro.explain.layers import resolve_layer
+from xairepro.imaging import Target, check_images, normalize_maps, resolve_targets
 from xairepro.utils import preserved_state
 
 __all__ = [
@@ -66,7 +67,7 @@ class _GradCamLibraryMethod:
 
     def __call__(self, x: torch.Tensor, target: Target = None) -> torch.Tensor:
         """Saliency maps (B, H, W) in [0, 1] on ``x``'s device; ``target=None`` = predicted class."""
-        check_images(x)
+        check_images(x, type(self).__name__)
         batch = x.shape[0]
         targets = None
         if target is not None:

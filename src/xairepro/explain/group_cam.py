@@ -21,9 +21,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from xairepro.errors import UsageError
-from xairepro.explain._cam_utils import (
-    Target, activations_and_gradients, auto_batch_size, batched_forward, check_images, gaussian_blur, normalize_maps,
-    resolve_layer,
+from xairepro.explain.layers import activations_and_gradients, resolve_layer
+from xairepro.imaging import (
+    Target, auto_batch_size, batched_forward, check_images, gaussian_blur, normalize_maps,
 )
 from xairepro.utils import preserved_state
 
@@ -82,7 +82,7 @@ class GroupCAM:
 
     def __call__(self, x: torch.Tensor, target: Target = None) -> torch.Tensor:
         """Saliency maps (B, H, W) in [0, 1] on ``x``'s device; ``target=None`` = predicted class."""
-        check_images(x)
+        check_images(x, "GroupCAM")
         b, _, h, w = x.shape
         bs = self.batch_size or auto_batch_size(x.device)
         with preserved_state(self.model):

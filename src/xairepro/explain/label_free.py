@@ -16,6 +16,7 @@ times with weight vectors f_j(x) e_j in place of the anchor, all in one call.
 from __future__ import annotations
 
 import contextlib
+import functools
 import inspect
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -27,6 +28,7 @@ from captum.attr import Attribution
 from torch import Tensor, nn
 
 from xairepro.errors import UsageError
+from xairepro.imaging import gaussian_blur
 from xairepro.utils import make_generator, preserved_state
 
 #: Captum defaults the study used (SPEC 6): IG 50 steps, GradientShap 5 samples with stdevs 0, Saliency abs.
@@ -253,9 +255,7 @@ class LabelFreeAttribution:
         if isinstance(baselines, str):
             if baselines != "blur":
                 raise UsageError(f"unknown baseline {baselines!r}; use 'blur', a tensor or a callable")
-            from xairepro.metrics.consistency import gaussian_blur
-
-            baselines = gaussian_blur
+            baselines = functools.partial(gaussian_blur, strict=True)   # the study's 21 x 21, sigma 5 blur
         if callable(baselines) and not isinstance(baselines, Tensor):
             b = baselines(x)
             if not isinstance(b, Tensor) or b.shape != x.shape:

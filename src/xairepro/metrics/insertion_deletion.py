@@ -27,8 +27,9 @@ from torch import nn
 
 from xairepro.config import config_hash
 from xairepro.errors import UsageError
-from xairepro.explain._cam_utils import (auto_batch_size, batched_forward, check_images, check_maps, gaussian_blur,
-                                         resolve_targets)
+from xairepro.imaging import (
+    BLUR_SIGMA, auto_batch_size, batched_forward, check_images, check_maps, gaussian_blur, resolve_targets,
+)
 from xairepro.utils import preserved_state, progress
 
 __all__ = ["InsertionDeletionProtocol", "InsertionDeletionResult", "insertion_deletion", "pixel_ranks"]
@@ -52,7 +53,7 @@ class InsertionDeletionProtocol:
     n_steps: int | None = None
     insertion_start: str = "blur"
     blur_kernel: int = 11
-    blur_sigma: float = 5.0
+    blur_sigma: float = BLUR_SIGMA
     deletion_end: str = "zeros"
     target: str = "predicted"
     score: str = "softmax"
@@ -88,7 +89,7 @@ class InsertionDeletionProtocol:
     def petsiuk(cls) -> InsertionDeletionProtocol:
         """Petsiuk et al.: softmax of the predicted class, 11x11 sigma-5 blur start, zeros end,
         step = ceil(HW / 28), uniform trapezoid over all n_steps + 1 points."""
-        return cls(pixels_per_step=None, n_steps=28, insertion_start="blur", blur_kernel=11, blur_sigma=5.0,
+        return cls(pixels_per_step=None, n_steps=28, insertion_start="blur", blur_kernel=11, blur_sigma=BLUR_SIGMA,
                    deletion_end="zeros", target="predicted", score="softmax", auc_x="uniform",
                    include_final=True, name="petsiuk")
 
@@ -96,7 +97,7 @@ class InsertionDeletionProtocol:
     def lico_fact(cls) -> InsertionDeletionProtocol:
         """The LICO reproduction (lico-fact): label probability, 9x9 sigma-5 blur, 10 px steps, and, as
         its code did, the fully replaced image never scored (``include_final=False``)."""
-        return cls(pixels_per_step=10, n_steps=None, insertion_start="blur", blur_kernel=9, blur_sigma=5.0,
+        return cls(pixels_per_step=10, n_steps=None, insertion_start="blur", blur_kernel=9, blur_sigma=BLUR_SIGMA,
                    deletion_end="zeros", target="label", score="softmax", auc_x="uniform",
                    include_final=False, name="lico-fact")
 
@@ -191,7 +192,7 @@ def insertion_deletion(model: nn.Module, x: torch.Tensor, saliency: torch.Tensor
         protocol = InsertionDeletionProtocol.preset(protocol)
     if not isinstance(protocol, InsertionDeletionProtocol):
         raise UsageError(f"protocol must be an InsertionDeletionProtocol, got {type(protocol).__name__}")
-    check_images(x)
+    check_images(x, "insertion_deletion")
     if batch_size is None:
         batch_size = auto_batch_size(x.device)
     if batch_size < 1:

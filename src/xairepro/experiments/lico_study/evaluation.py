@@ -112,7 +112,7 @@ def saliency_scores(ctx: Any, trained: TrainedModel, spec: StudySet, seed: int,
            "settings": {k: v for k, v in config_to_dict(settings).items() if k not in ("batch_size", "n_examples")}}
 
     def build(folder: Path) -> None:
-        from xairepro.explain._cam_utils import auto_batch_size
+        from xairepro.imaging import auto_batch_size
 
         device = torch.device(ctx.device)
         batch = settings.batch_size or auto_batch_size(device)
