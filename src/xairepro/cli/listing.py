@@ -36,7 +36,7 @@ def _models() -> Listing:
 def _methods() -> Listing:
     import dataclasses
 
-    from xairepro.experiments.training import list_methods
+    from xairepro.training import list_methods
 
     rows = []
     for spec in list_methods():

@@ -26,7 +26,7 @@ def register(app: typer.Typer) -> None:
         from rich.table import Table
 
         from xairepro.config import resolve_config
-        from xairepro.experiments.training import RunConfig, train_run
+        from xairepro.training import RunConfig, train_run
 
         overrides = list(overrides or []) + (["data.options.download=true"] if download else [])
         cfg = resolve_config(RunConfig, file=config, overrides=overrides)

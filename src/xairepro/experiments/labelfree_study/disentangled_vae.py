@@ -32,7 +32,7 @@ from xairepro.experiments.labelfree_study.stats import CLAIM_Z, fmt_diff, unpair
 __all__ = ["VaeSet", "DisentangledVaeConfig", "DisentangledVaeExperiment", "VAE_TYPES", "vae_variant",
            "parse_vae_variant", "vae_setup"]
 
-#: VAE type -> training method of ``xairepro.experiments.training``.
+#: VAE type -> training method of ``xairepro.training``.
 VAE_TYPES = {"beta-vae": "vae", "tc-vae": "tcvae"}
 STATISTICS = ("pearson", "pearson_per_example", "spearman", "cosine", "entropy", "active_units",
               "informative_units")

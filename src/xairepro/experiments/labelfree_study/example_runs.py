@@ -10,15 +10,15 @@ from xairepro.config import resolve_config
 from xairepro.experiments.base import Cell, Context, Record
 from xairepro.experiments.labelfree_study.common import frac_metric
 from xairepro.experiments.labelfree_study.example_consistency import LEAST, MOST, ExampleSet, LissaSettings
-from xairepro.experiments.labelfree_study.models import (
-    TrainedModel, load_tensors, pick_indices, reconstruction_loss, trained_model,
+from xairepro.experiments.labelfree_study.trained_models import (
+    LoadedModel, load_tensors, pick_indices, reconstruction_loss, trained_model,
 )
 from xairepro.utils import derive_seed
 
 __all__ = ["example_consistency_records", "example_scores"]
 
 
-def example_scores(method: str, trained: TrainedModel, x_test: Tensor, x_train: Tensor, *,
+def example_scores(method: str, trained: LoadedModel, x_test: Tensor, x_train: Tensor, *,
                    hessian_data: Tensor, params: dict[str, Any], seed: int) -> Tensor:
     """Scores (n_test, n_train) of ``method``; higher = more important."""
     from xairepro.explain import DKNN, InfluenceFunctions, SimplEx, TracIn

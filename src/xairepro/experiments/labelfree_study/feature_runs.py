@@ -11,7 +11,7 @@ from xairepro.config import resolve_config
 from xairepro.experiments.base import Cell, Context, Record
 from xairepro.experiments.labelfree_study.common import frac_metric
 from xairepro.experiments.labelfree_study.feature_consistency import PREFIX, FeatureSet, variant_name
-from xairepro.experiments.labelfree_study.models import load_tensors, pick_indices, trained_model
+from xairepro.experiments.labelfree_study.trained_models import load_tensors, pick_indices, trained_model
 from xairepro.utils import derive_seed
 
 __all__ = ["feature_consistency_records", "attribution_kwargs", "resolve_baseline"]

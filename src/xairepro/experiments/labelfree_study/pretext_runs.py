@@ -8,7 +8,7 @@ from torch import Tensor
 from xairepro.config import resolve_config
 from xairepro.experiments.base import Cell, Context, Record
 from xairepro.experiments.labelfree_study.feature_runs import attributions
-from xairepro.experiments.labelfree_study.models import load_tensors, pick_indices, trained_model
+from xairepro.experiments.labelfree_study.trained_models import load_tensors, pick_indices, trained_model
 from xairepro.experiments.labelfree_study.pretext import PretextSet, task_setup
 from xairepro.experiments.labelfree_study.references import PAIRS, TASKS, pair_metric
 from xairepro.utils import derive_seed

@@ -8,7 +8,7 @@ from torch import Tensor
 from xairepro.config import resolve_config
 from xairepro.experiments.base import Cell, Context, Record
 from xairepro.experiments.labelfree_study.disentangled_vae import VaeSet, vae_setup
-from xairepro.experiments.labelfree_study.models import load_tensors, pick_indices, trained_model
+from xairepro.experiments.labelfree_study.trained_models import load_tensors, pick_indices, trained_model
 from xairepro.utils import derive_seed
 
 __all__ = ["vae_records", "unit_map_statistics", "informative_units", "INFORMATIVE_VARIANCE"]

@@ -15,8 +15,7 @@ from typing import Any
 from xairepro.experiments.base import Cell, Claim, Context, Figure, MetricSpec, Record, Results, TableSpec, Verdict
 from xairepro.experiments.lico_study.common import QUICK_COMMON, StudyConfig, StudyExperiment, set_label
 from xairepro.experiments.lico_study.references import Published, accuracy_published
-from xairepro.experiments.lico_study.runs import trained_model
-from xairepro.experiments.lico_study.sets import VARIANT_LABELS, StudySet, get_study_set
+from xairepro.experiments.lico_study.sets import VARIANT_LABELS, StudySet
 from xairepro.experiments.lico_study.stats import consistently, difference, gain_difference, guarded, never_above
 
 __all__ = ["AccuracyConfig", "LicoAccuracyExperiment", "accuracy_claims"]
@@ -108,8 +107,7 @@ class LicoAccuracyExperiment(StudyExperiment):
         return accuracy_published()
 
     def run_cell(self, cell: Cell, ctx: Context) -> list[Record]:
-        training, lico = self.settings(cell)
-        model = trained_model(ctx, get_study_set(cell.dataset), cell.variant, cell.seed, training, lico)
+        model = self.trained(cell, ctx)
         return [cell.record("accuracy", model.accuracy)]
 
     def claims(self, cfg: AccuracyConfig) -> list[Claim]:

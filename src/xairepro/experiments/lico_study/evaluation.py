@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,12 +19,13 @@ import torch
 from torch import nn
 
 from xairepro.config import config_to_dict
-from xairepro.experiments.lico_study.runs import SaliencySettings, TrainedModel, load_images
+from xairepro.errors import ConfigError
 from xairepro.experiments.lico_study.sets import StudySet
+from xairepro.experiments.lico_study.trained_models import StudyModel, load_images
 from xairepro.utils import atomic_torch_save, atomic_write_text
 
 __all__ = [
-    "METHOD_LABELS", "SCORES", "CHUNK", "insdel_metric", "study_protocol", "saliency_scores", "iou_scores",
+    "SaliencySettings", "METHOD_LABELS", "SCORES", "CHUNK", "insdel_metric", "study_protocol", "saliency_scores", "iou_scores",
     "EXAMPLES_FILE",
 ]
 
@@ -37,6 +39,42 @@ EXAMPLES_FILE = "saliency_examples.pt"
 _VERSION = 1
 
 
+@dataclass
+class SaliencySettings:
+    """How saliency maps are made and scored (Tables 1, 4, 5, 6).
+
+    ``n_images``: the first N images of each test split are explained.  ``protocols``: insertion/deletion
+    presets, the first being the one claims are decided on (``lico-fact``, the study's code).  For
+    ``lico-fact``, ``pixels_per_step = None`` keeps its 10 px steps up to 32 x 32 images and scales the
+    step with the image area above (10 px per 1,024 px: 250 px at 160 px), so larger images keep ~103
+    steps.  ``rise_*`` are RISE's settings (SPEC 5 defaults: 4,000 masks, 8 x 8 grid, p1 = 0.1).
+    """
+
+    methods: list[str] = field(default_factory=lambda: ["gradcam", "gradcampp", "rise"])
+    protocols: list[str] = field(default_factory=lambda: ["lico-fact", "petsiuk"])
+    n_images: int = 1000
+    pixels_per_step: int | None = None
+    rise_masks: int = 4000
+    rise_cell_size: int = 8
+    rise_p1: float = 0.1
+    batch_size: int | None = None
+    n_examples: int = 4
+
+    def validate(self) -> None:
+        allowed = ("gradcam", "gradcampp", "rise")
+        bad = [m for m in self.methods if m not in allowed]
+        if bad or not self.methods:
+            raise ConfigError(f"saliency.methods must be a non-empty list of {', '.join(allowed)}; got {self.methods}")
+        bad = [p for p in self.protocols if p not in ("lico-fact", "petsiuk")]
+        if bad or not self.protocols:
+            raise ConfigError(f"saliency.protocols must be a non-empty list of lico-fact, petsiuk; got {self.protocols}")
+        for key in ("n_images", "rise_masks", "rise_cell_size"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"saliency.{key} must be >= 1, got {getattr(self, key)}")
+        if self.n_examples < 0:
+            raise ConfigError(f"saliency.n_examples must be >= 0, got {self.n_examples}")
+
+
 def insdel_metric(method: str, score: str, protocol: str, primary: str) -> str:
     """Record name: ``gradcam.insertion`` for the primary protocol, ``petsiuk.gradcam.insertion`` else."""
     return f"{method}.{score}" if protocol == primary else f"{protocol}.{method}.{score}"
@@ -46,7 +84,7 @@ def study_protocol(name: str, height: int, width: int, pixels_per_step: int | No
     """The insertion/deletion protocol ``name`` for images of ``height`` x ``width``.
 
     ``lico-fact`` keeps its 10 px steps up to 32 x 32 and above scales the step with the area (see
-    :class:`~xairepro.experiments.lico_study.runs.SaliencySettings`); ``pixels_per_step`` overrides it.
+    :class:`SaliencySettings`); ``pixels_per_step`` overrides it.
     """
     from xairepro.metrics import InsertionDeletionProtocol
 
@@ -98,7 +136,7 @@ def _score_maps(model: nn.Module, x: torch.Tensor, y: torch.Tensor, maps: torch.
             "overall": 100 * _mean(insertion - deletion)}
 
 
-def saliency_scores(ctx: Any, trained: TrainedModel, spec: StudySet, seed: int,
+def saliency_scores(ctx: Any, trained: StudyModel, spec: StudySet, seed: int,
                     settings: SaliencySettings) -> tuple[dict[str, float], Path]:
     """Insertion/deletion/Overall (x 100) of every method and protocol for one trained model (cached).
 
@@ -153,7 +191,7 @@ def saliency_scores(ctx: Any, trained: TrainedModel, spec: StudySet, seed: int,
     return {k: float(v) for k, v in scores.items()}, folder
 
 
-def iou_scores(ctx: Any, trained: TrainedModel, spec: StudySet, n_images: int, batch: int) -> dict[str, float]:
+def iou_scores(ctx: Any, trained: StudyModel, spec: StudySet, n_images: int, batch: int) -> dict[str, float]:
     """Soft IoU of Grad-CAM maps (predicted class) with the test masks of ``spec`` (cached).
 
     ``soft_iou_batch``: the reproduction's choice, soft IoU of each batch of ``batch`` images pooled,

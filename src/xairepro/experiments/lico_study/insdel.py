@@ -14,17 +14,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from xairepro.config import config_to_dict
+from xairepro.config import config_to_dict, resolve_config
 from xairepro.experiments.base import Cell, Claim, Context, Figure, MetricSpec, Record, Results, TableSpec, Verdict
 from xairepro.experiments.lico_study.common import (
     QUICK_COMMON, StudyConfig, StudyExperiment, cell_dir, set_label,
 )
 from xairepro.experiments.lico_study.evaluation import (
-    EXAMPLES_FILE, METHOD_LABELS, SCORES, insdel_metric, saliency_scores,
+    EXAMPLES_FILE, METHOD_LABELS, SCORES, SaliencySettings, insdel_metric, saliency_scores, study_protocol,
 )
 from xairepro.experiments.lico_study.references import Published, insdel_published
-from xairepro.experiments.lico_study.runs import SaliencySettings, trained_model
 from xairepro.experiments.lico_study.sets import VARIANT_LABELS, StudySet, get_study_set
+from xairepro.experiments.lico_study.trained_models import StudyModel
 from xairepro.experiments.lico_study.stats import consistently, difference, guarded
 
 __all__ = ["InsDelConfig", "LicoInsDelExperiment", "QUICK_SALIENCY", "insdel_metrics", "insdel_tables",
@@ -140,9 +140,8 @@ class LicoInsDelExperiment(StudyExperiment):
         return {"saliency": config_to_dict(cfg.saliency)}
 
     def run_cell(self, cell: Cell, ctx: Context) -> list[Record]:
-        training, lico = self.settings(cell)
-        model = trained_model(ctx, get_study_set(cell.dataset), cell.variant, cell.seed, training, lico)
-        return [cell.record("accuracy", model.accuracy)] + insdel_records(cell, ctx, (training, lico))
+        model = self.trained(cell, ctx)
+        return [cell.record("accuracy", model.accuracy)] + insdel_records(cell, ctx, model)
 
     def claims(self, cfg: InsDelConfig) -> list[Claim]:
         return [interpretability_claim(list(cfg.datasets), list(cfg.saliency.methods), cfg.significance,
@@ -153,8 +152,6 @@ class LicoInsDelExperiment(StudyExperiment):
             examples_figure(results, out_dir, self.name, list(dict.fromkeys(results.frame["variant"])))
 
     def describe(self, cfg: InsDelConfig) -> dict[str, Any]:
-        from xairepro.experiments.lico_study.evaluation import study_protocol
-
         out = super().describe(cfg)
         out["protocols"] = {p: study_protocol(p, 32, 32, cfg.saliency.pixels_per_step).to_dict()
                             for p in cfg.saliency.protocols}
@@ -164,15 +161,10 @@ class LicoInsDelExperiment(StudyExperiment):
         return out
 
 
-def insdel_records(cell: Cell, ctx: Context, settings: tuple[Any, dict[str, Any]]) -> list[Record]:
-    """Train-or-fetch the cell's model, score its saliency maps, keep the example maps in the cell folder."""
-    from xairepro.config import resolve_config
-
-    training, lico = settings
+def insdel_records(cell: Cell, ctx: Context, model: StudyModel) -> list[Record]:
+    """Score the saliency maps of the cell's trained ``model``, keep the example maps in the cell folder."""
     saliency = resolve_config(SaliencySettings, values=dict(cell.params["saliency"]))
-    spec = get_study_set(cell.dataset)
-    model = trained_model(ctx, spec, cell.variant, cell.seed, training, lico)
-    scores, folder = saliency_scores(ctx, model, spec, cell.seed, saliency)
+    scores, folder = saliency_scores(ctx, model, get_study_set(cell.dataset), cell.seed, saliency)
     if (folder / EXAMPLES_FILE).is_file():
         Path(ctx.cache_dir).mkdir(parents=True, exist_ok=True)
         shutil.copyfile(folder / EXAMPLES_FILE, Path(ctx.cache_dir) / EXAMPLES_FILE)

@@ -18,7 +18,6 @@ from xairepro.experiments.base import Cell, Claim, Context, Figure, MetricSpec, 
 from xairepro.experiments.lico_study.common import QUICK_COMMON, StudyConfig, StudyExperiment, set_label
 from xairepro.experiments.lico_study.evaluation import iou_scores
 from xairepro.experiments.lico_study.references import Published, iou_published
-from xairepro.experiments.lico_study.runs import trained_model
 from xairepro.experiments.lico_study.sets import VARIANT_LABELS, StudySet, get_study_set
 from xairepro.experiments.lico_study.stats import consistently, difference, guarded
 
@@ -80,10 +79,9 @@ class LicoIouExperiment(StudyExperiment):
         return {"n_images": int(cfg.n_images), "batch": int(cfg.batch)}
 
     def run_cell(self, cell: Cell, ctx: Context) -> list[Record]:
-        training, lico = self.settings(cell)
-        spec = get_study_set(cell.dataset)
-        model = trained_model(ctx, spec, cell.variant, cell.seed, training, lico)
-        scores = iou_scores(ctx, model, spec, int(cell.params["n_images"]), int(cell.params["batch"]))
+        model = self.trained(cell, ctx)
+        scores = iou_scores(ctx, model, get_study_set(cell.dataset), int(cell.params["n_images"]),
+                            int(cell.params["batch"]))
         return [cell.record("accuracy", model.accuracy)] + [cell.record(k, scores[k])
                                                             for k in ("soft_iou_batch", "soft_iou_image")]
 

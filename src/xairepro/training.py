@@ -1,4 +1,6 @@
-"""Run configs for training: data + model + method + ``TrainConfig``, built and checked before any step.
+"""The backend of ``xairepro train``: run configs (data + model + method + ``TrainConfig``), the registry
+of training methods, and one call that builds, trains, tests and saves a model.  The studies train their
+models through it too (``xairepro.experiments.trained_models``).
 
     cfg = resolve_config(RunConfig, overrides=["data.name=digits", "data.options.size=28",
                                                "model.name=mnist-ae", "method=ae",
@@ -25,8 +27,11 @@ import torch
 from torch import nn
 
 from xairepro.config import config_hash, config_to_dict, resolve_config
+from xairepro.data import load
 from xairepro.errors import ConfigError, UsageError
+from xairepro.lico import LicoObjective
 from xairepro.lico.config import LicoConfig
+from xairepro.models import build_model, model_info
 from xairepro.train import (
     AutoencoderObjective,
     BetaVAEObjective,
@@ -45,7 +50,7 @@ from xairepro.utils import atomic_write_text, preserved_state
 
 __all__ = [
     "DataSection", "ModelSection", "RunConfig", "MethodContext", "MethodSpec", "BuiltRun", "RunOutcome",
-    "register_method", "unregister_method", "list_methods", "get_method", "build_run", "train_run",
+    "register_method", "unregister_method", "list_methods", "get_method", "build_run", "train_run", "run_numbers",
 ]
 
 
@@ -205,9 +210,6 @@ register_method("simclr", _simclr, model_kinds=("contrastive",), options=SimCLRO
 
 
 def _lico(ctx: MethodContext) -> Any:
-    from xairepro.lico import LicoObjective
-
-    ctx.cfg.method_options = config_to_dict(ctx.options)  # every LICO switch recorded in run.json and the hash
     return LicoObjective.for_model(ctx.model, list(ctx.info.class_names or []), ctx.options,
                                    input_shape=tuple(ctx.info.input_shape), seed=ctx.cfg.train.seed)
 
@@ -228,14 +230,13 @@ class BuiltRun:
     test: Any
     info: Any
     method: MethodSpec
+    options: Any = None      # the method's resolved options (its ``options`` dataclass), recorded in run.json
 
     def __iter__(self) -> Iterator[Any]:
         return iter((self.model, self.objective, self.train, self.val, self.test))
 
 
 def _load_splits(cfg: RunConfig) -> tuple[Any, Any, Any]:
-    from xairepro.data import load
-
     kw = dict(seed=cfg.data.seed, **dict(cfg.data.options))
     return tuple(load(cfg.data.name, split, cfg.data.data_dir, **kw) for split in ("train", "val", "test"))
 
@@ -297,9 +298,10 @@ def _method_options(spec: MethodSpec, values: dict[str, Any]) -> Any:
 
 
 def build_run(cfg: RunConfig) -> BuiltRun:
-    """Load the data, build the model for its input shape, check they fit, make the objective."""
-    from xairepro.models import build_model, model_info
+    """Load the data, build the model for its input shape, check they fit, make the objective.
 
+    ``cfg`` is not changed; the method's resolved options are ``BuiltRun.options``.
+    """
     cfg.validate()
     spec = get_method(cfg.method)
     minfo = model_info(cfg.model.name)
@@ -321,7 +323,7 @@ def build_run(cfg: RunConfig) -> BuiltRun:
         objective = spec.factory(MethodContext(cfg, method_options, model, train, info))
     except (ValueError, TypeError) as exc:
         raise ConfigError(f"method {cfg.method!r}: {str(exc).strip().splitlines()[0]}") from None
-    return BuiltRun(model, objective, train, val, test, info, spec)
+    return BuiltRun(model, objective, train, val, test, info, spec, method_options)
 
 
 # ---------------------------------------------------------------------------------------------- run
@@ -343,19 +345,37 @@ class RunOutcome:
         return final
 
 
+def run_numbers(cfg: RunConfig) -> dict[str, Any]:
+    """What a run's numbers depend on: the config as a dict without where things are (``out_dir``,
+    ``data.data_dir``) and how fast they run (``train.progress``, ``train.num_workers``).
+
+    The one filter behind every training hash: ``train_run``'s ``run.json`` and the studies' model cache.
+    """
+    numbers = config_to_dict(cfg)
+    del numbers["out_dir"], numbers["data"]["data_dir"], numbers["train"]["progress"], numbers["train"]["num_workers"]
+    return numbers
+
+
+def _recorded(cfg: RunConfig, run: BuiltRun) -> RunConfig:
+    """``cfg`` with the method's resolved options (every default spelled out), as run.json records it."""
+    if run.options is None or not dataclasses.is_dataclass(run.options):
+        return cfg
+    return dataclasses.replace(cfg, method_options=config_to_dict(run.options))
+
+
 def train_run(cfg: RunConfig, *, progress: bool | None = None) -> RunOutcome:
     """Build, train (resuming from ``out_dir`` when it holds this run), test, save ``out_dir/model.pt``.
 
-    An ``out_dir`` holding another run (different data, model, method or settings) raises
-    :class:`ConfigError` instead of mixing the two.
+    ``cfg`` is not changed (``progress`` overrides ``cfg.train.progress`` for this call).  An ``out_dir``
+    holding another run (different data, model, method or settings) raises :class:`ConfigError` instead of
+    mixing the two.
     """
     if progress is not None:
-        cfg.train.progress = progress
+        cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, progress=progress))
     run = build_run(cfg)
+    cfg = _recorded(cfg, run)
     out_dir = Path(cfg.out_dir)
-    numbers = config_to_dict(cfg)  # what changes the numbers: all but the folder, progress and workers
-    del numbers["out_dir"], numbers["train"]["progress"], numbers["train"]["num_workers"]
-    run_hash = config_hash(numbers)
+    run_hash = config_hash(run_numbers(cfg))
     record = out_dir / "run.json"
     if record.is_file() and (out_dir / "last.pt").is_file():
         try:
