@@ -7,7 +7,7 @@ from typing import Any
 
 import typer
 
-SECTIONS = ("datasets", "models", "methods", "augmentations", "experiments")
+SECTIONS = ("datasets", "models", "methods", "augmentations", "saliency", "experiments")
 
 
 def _shape(shape: object) -> str:
@@ -51,6 +51,18 @@ def _augmentations() -> Listing:
     return ["augment"], [[name] for name in augmentation_names()], ()
 
 
+def _saliency() -> Listing:
+    from xairepro.explain import SALIENCY_CLASSES
+    from xairepro.metrics import PROTOCOL_PRESETS
+
+    def first_line(obj: object) -> str:
+        return " ".join((obj.__doc__ or "").split("\n\n")[0].split())
+
+    rows = [[name, "method", first_line(cls)] for name, cls in SALIENCY_CLASSES.items()]
+    rows += [[name, "protocol", first_line(preset)] for name, preset in PROTOCOL_PRESETS.items()]
+    return ["name", "kind", "description"], rows, ()
+
+
 def _experiments() -> Listing:
     from xairepro.experiments import list_experiments
 
@@ -64,6 +76,8 @@ _BUILDERS: dict[str, tuple[str, Callable[[], Listing]]] = {
     "models": ("Models (--set model.name=...)", _models),
     "methods": ("Training methods (--set method=...)", _methods),
     "augmentations": ("Batched augmentations (--set train.augment=...)", _augmentations),
+    "saliency": ("Saliency methods and insertion/deletion protocols (xairepro saliency --methods / --protocol)",
+                 _saliency),
     "experiments": ("Experiments and presets (xairepro reproduce NAME --preset ...)", _experiments),
 }
 

@@ -23,6 +23,7 @@ from xairepro.experiments.labelfree_study.common import (
     ModelSetup, check_choices, check_claim_fractions, check_fractions, check_seeds, frac_metric, pct, set_name,
 )
 from xairepro.experiments.labelfree_study.stats import CLAIM_Z, combine, paired_difference, per_seed
+from xairepro.metrics import higher_is_better
 
 __all__ = ["ExampleSet", "LissaSettings", "ExampleConsistencyConfig", "ExampleConsistencyExperiment",
            "EXAMPLE_METHODS"]
@@ -131,9 +132,9 @@ class ExampleConsistencyExperiment(LabelFreeExperiment):
                   "cifar10": _set(PAPER_CIFAR_SIMCLR, ["simplex", "dknn"], 1000, 1000, False, False)},
     }
     metrics = {**{frac_metric(MOST, f): MetricSpec(f"similarity rate, {pct(f)} most important",
-                                                   higher_is_better=True) for f in FRACTIONS},
+                                                   higher_is_better(MOST)) for f in FRACTIONS},
                **{frac_metric(LEAST, f): MetricSpec(f"similarity rate, {pct(f)} least important",
-                                                    higher_is_better=False) for f in FRACTIONS}}
+                                                    higher_is_better(LEAST)) for f in FRACTIONS}}
     tables = (
         TableSpec("Similarity rate of the most important training examples",
                   tuple(frac_metric(MOST, f) for f in FRACTIONS), "seed 003, Figure 2 (no numbers published)"),

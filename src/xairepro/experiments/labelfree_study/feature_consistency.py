@@ -26,6 +26,7 @@ from xairepro.experiments.labelfree_study.common import (
     ModelSetup, check_choices, check_claim_fractions, check_fractions, check_seeds, frac_metric, pct, set_name,
 )
 from xairepro.experiments.labelfree_study.stats import CLAIM_Z, combine, paired_difference, per_seed
+from xairepro.metrics import higher_is_better
 
 __all__ = ["FeatureSet", "FeatureConsistencyConfig", "FeatureConsistencyExperiment", "FEATURE_METHODS",
            "REPLACEMENTS", "variant_name"]
@@ -122,7 +123,7 @@ class FeatureConsistencyExperiment(LabelFreeExperiment):
                   "ecg5000": _set(PAPER_ECG_AE, ["mean"], "mean", None),
                   "cifar10": _set(PAPER_CIFAR_SIMCLR, ["blur", "zeros"], "blur", None)},
     }
-    metrics = {frac_metric(PREFIX, f): MetricSpec(f"latent shift, {pct(f)} perturbed", higher_is_better=True)
+    metrics = {frac_metric(PREFIX, f): MetricSpec(f"latent shift, {pct(f)} perturbed", higher_is_better(PREFIX))
                for f in FRACTIONS}
     tables = (TableSpec("Latent shift ||f(x) - f(x_p)||² after perturbing the top features",
                         tuple(frac_metric(PREFIX, f) for f in FRACTIONS), "seed 003, Figure 1 (no numbers published)"),)
@@ -211,6 +212,7 @@ def _claim1_check(cfg: FeatureConsistencyConfig, fs: FeatureSet, replacement: st
             from xairepro.experiments.base import Verdict
 
             return Verdict("inconclusive", "claim 1 needs the Random control and at least one method")
-        return combine(outcomes, claim="latent shift (method - Random)")
+        # claim 1: the important features are the faithful ones, i.e. their latent shift is the better one
+        return combine(outcomes, claim="latent shift (method - Random)", want=1 if higher_is_better(PREFIX) else -1)
 
     return check

@@ -20,12 +20,14 @@ from xairepro.experiments.lico_study.common import (
     QUICK_COMMON, StudyConfig, StudyExperiment, cell_dir, set_label,
 )
 from xairepro.experiments.lico_study.evaluation import (
-    EXAMPLES_FILE, METHOD_LABELS, SCORES, SaliencySettings, insdel_metric, saliency_scores, study_protocol,
+    EXAMPLES_FILE, METHOD_LABELS, SCORES, STUDY_PROTOCOLS, SaliencySettings, insdel_metric, saliency_scores,
+    study_protocol,
 )
 from xairepro.experiments.lico_study.references import Published, insdel_published
 from xairepro.experiments.lico_study.sets import VARIANT_LABELS, StudySet, get_study_set
 from xairepro.experiments.lico_study.trained_models import StudyModel
-from xairepro.experiments.lico_study.stats import consistently, difference, guarded
+from xairepro.experiments.lico_study.stats import advantage, consistently, guarded
+from xairepro.metrics import HIGHER_IS_BETTER, higher_is_better
 
 __all__ = ["InsDelConfig", "LicoInsDelExperiment", "QUICK_SALIENCY", "insdel_metrics", "insdel_tables",
            "interpretability_claim", "examples_figure"]
@@ -47,21 +49,20 @@ class InsDelConfig(StudyConfig):
         self.saliency.validate()
 
 
-def insdel_metrics(methods: tuple[str, ...] = ("gradcam", "gradcampp", "rise"),
-                   protocols: tuple[str, ...] = ("lico-fact", "petsiuk")) -> dict[str, MetricSpec]:
+def insdel_metrics(methods: tuple[str, ...] = tuple(METHOD_LABELS),
+                   protocols: tuple[str, ...] = STUDY_PROTOCOLS) -> dict[str, MetricSpec]:
     """Metric specs of every (protocol, method, score), the first protocol unprefixed."""
-    better = {"insertion": True, "deletion": False, "overall": True}
     out = {}
     for proto in protocols:
         for method in methods:
             for score in SCORES:
                 out[insdel_metric(method, score, proto, protocols[0])] = MetricSpec(
-                    f"{METHOD_LABELS[method]} {score} (AUC %, {proto})", higher_is_better=better[score])
+                    f"{METHOD_LABELS[method]} {score} (AUC %, {proto})", higher_is_better=HIGHER_IS_BETTER[score])
     return out
 
 
-def insdel_tables(methods: tuple[str, ...] = ("gradcam", "gradcampp", "rise"),
-                  protocols: tuple[str, ...] = ("lico-fact", "petsiuk"), source: str = "") -> tuple[TableSpec, ...]:
+def insdel_tables(methods: tuple[str, ...] = tuple(METHOD_LABELS), protocols: tuple[str, ...] = STUDY_PROTOCOLS,
+                  source: str = "") -> tuple[TableSpec, ...]:
     return tuple(TableSpec(f"{METHOD_LABELS[m]}: insertion / deletion / Overall (AUC x 100), protocol {p}",
                            tuple(insdel_metric(m, s, p, protocols[0]) for s in SCORES),
                            source if p == protocols[0] else "protocol variant (not in the study)")
@@ -74,7 +75,7 @@ def interpretability_claim(keys: list[str], methods: list[str], z: float, classe
     compared model is not clearly above chance (``classes``: K of each data set, see :func:`~.stats.guarded`)."""
 
     def check(results: Results) -> Verdict:
-        effects = {f"{k} {METHOD_LABELS[m]}": difference(results, f"{m}.overall", k, "lico", "baseline")
+        effects = {f"{k} {METHOD_LABELS[m]}": advantage(results, f"{m}.overall", k, "lico", "baseline")
                    for k in keys for m in methods}
         return guarded(consistently(effects, z, "LICO - baseline Overall (AUC points)"), results, classes or {},
                        ("baseline", "lico"), min_skill)
@@ -128,8 +129,10 @@ class LicoInsDelExperiment(StudyExperiment):
         "quick": {**QUICK_COMMON, "datasets": ["shapes-k4", "shapes-k12"], "saliency": QUICK_SALIENCY},
         "paper": {},
     }
-    metrics = {**insdel_metrics(), "explained_accuracy": MetricSpec("accuracy on the explained images (%)", True),
-               "accuracy": MetricSpec("test accuracy of the explained model (%, full test split)", True)}
+    metrics = {**insdel_metrics(),
+               "explained_accuracy": MetricSpec("accuracy on the explained images (%)", HIGHER_IS_BETTER["accuracy"]),
+               "accuracy": MetricSpec("test accuracy of the explained model (%, full test split)",
+                                      higher_is_better("accuracy"))}
     tables = (*insdel_tables(source="seed 000, Tables 1 and 4"),
               TableSpec("Test accuracy (%) of the explained models (full test split)", ("accuracy",)))
 

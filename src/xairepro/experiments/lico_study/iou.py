@@ -19,7 +19,8 @@ from xairepro.experiments.lico_study.common import QUICK_COMMON, StudyConfig, St
 from xairepro.experiments.lico_study.evaluation import iou_scores
 from xairepro.experiments.lico_study.references import Published, iou_published
 from xairepro.experiments.lico_study.sets import VARIANT_LABELS, StudySet, get_study_set
-from xairepro.experiments.lico_study.stats import consistently, difference, guarded
+from xairepro.experiments.lico_study.stats import advantage, consistently, guarded
+from xairepro.metrics import higher_is_better
 
 __all__ = ["IouConfig", "LicoIouExperiment", "iou_claim"]
 
@@ -43,7 +44,7 @@ def iou_claim(keys: list[str], z: float, classes: dict[str, int] | None = None, 
     """Inconclusive when a compared model is not clearly above chance (see :func:`~.stats.guarded`)."""
 
     def check(results: Results) -> Verdict:
-        effects = {k: difference(results, "soft_iou_batch", k, "baseline", "lico") for k in keys}
+        effects = {k: advantage(results, "soft_iou_batch", k, "baseline", "lico") for k in keys}
         return guarded(consistently(effects, z, "baseline - LICO soft IoU"), results, classes or {},
                        ("baseline", "lico"), min_skill)
 
@@ -60,9 +61,11 @@ class LicoIouExperiment(StudyExperiment):
     config_class = IouConfig
     presets = {"quick": {**QUICK_COMMON, "datasets": ["shapes-k4"], "n_images": 64}, "paper": {}}
     metrics = {
-        "soft_iou_batch": MetricSpec("soft IoU, pooled per batch (the reproduction's choice)", True),
-        "soft_iou_image": MetricSpec("soft IoU, mean over images", True),
-        "accuracy": MetricSpec("test accuracy of the explained model (%, full test split)", True),
+        "soft_iou_batch": MetricSpec("soft IoU, pooled per batch (the reproduction's choice)",
+                                     higher_is_better("soft_iou_batch")),
+        "soft_iou_image": MetricSpec("soft IoU, mean over images", higher_is_better("soft_iou_image")),
+        "accuracy": MetricSpec("test accuracy of the explained model (%, full test split)",
+                               higher_is_better("accuracy")),
     }
     tables = (TableSpec("Soft IoU of Grad-CAM maps with segmentation masks", ("soft_iou_batch", "soft_iou_image"),
                         "seed 000, Table 5"),

@@ -23,6 +23,7 @@ from xairepro.experiments.lico_study.insdel import (
 from xairepro.experiments.lico_study.references import Published, tau_published
 from xairepro.experiments.lico_study.sets import VARIANT_LABELS, StudySet
 from xairepro.experiments.lico_study.stats import difference, guarded, no_difference
+from xairepro.metrics import higher_is_better
 
 __all__ = ["TauConfig", "LicoTemperatureExperiment", "tau_claim"]
 
@@ -71,7 +72,7 @@ class LicoTemperatureExperiment(StudyExperiment):
         "paper": {},
     }
     metrics = {
-        "accuracy": MetricSpec("test accuracy (%)", higher_is_better=True),
+        "accuracy": MetricSpec("test accuracy (%)", higher_is_better("accuracy")),
         **insdel_metrics(),
         "final_tau": MetricSpec("tau at the end of training"),
         "final_mm_loss": MetricSpec("L_MM at the end of training (train mean, last epoch)"),
