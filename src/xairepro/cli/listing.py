@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
 import typer
+
+from xairepro.cli.app import fail
 
 SECTIONS = ("datasets", "models", "methods", "augmentations", "saliency", "experiments")
 
@@ -19,6 +22,7 @@ Listing = tuple[list[str], list[list[str]], tuple[str, ...]]
 
 
 def _datasets() -> Listing:
+    # lazy: start-up time of `xairepro --help`
     from xairepro.data import list_datasets
 
     rows = [[d.name, d.task, _shape(d.input_shape), str(d.num_classes or "-"),
@@ -27,6 +31,7 @@ def _datasets() -> Listing:
 
 
 def _models() -> Listing:
+    # lazy: start-up time of `xairepro --help`
     from xairepro.models import list_models
 
     rows = [[m.example, m.kind, _shape(m.input_shape), ", ".join(m.options), m.description] for m in list_models()]
@@ -34,8 +39,7 @@ def _models() -> Listing:
 
 
 def _methods() -> Listing:
-    import dataclasses
-
+    # lazy: start-up time of `xairepro --help`
     from xairepro.training import list_methods
 
     rows = []
@@ -46,12 +50,14 @@ def _methods() -> Listing:
 
 
 def _augmentations() -> Listing:
+    # lazy: start-up time of `xairepro --help`
     from xairepro.train import augmentation_names
 
     return ["augment"], [[name] for name in augmentation_names()], ()
 
 
 def _saliency() -> Listing:
+    # lazy: start-up time of `xairepro --help`
     from xairepro.explain import SALIENCY_CLASSES
     from xairepro.metrics import PROTOCOL_PRESETS
 
@@ -64,6 +70,7 @@ def _saliency() -> Listing:
 
 
 def _experiments() -> Listing:
+    # lazy: start-up time of `xairepro --help`
     from xairepro.experiments import list_experiments
 
     rows = [[e.name, e.study, ", ".join(sorted(e.presets)), e.reproduces or "", e.title]
@@ -85,6 +92,7 @@ _BUILDERS: dict[str, tuple[str, Callable[[], Listing]]] = {
 def _table(columns: list[str], rows: list[list[str]], width: int, long: bool) -> tuple[Any, bool]:
     """Compact: one line per row, the last column cut to the terminal's ``width`` with an ellipsis; long:
     every column, wrapped.  Returns the table and whether a cell was cut."""
+    # lazy: start-up time of `xairepro --help`
     from rich import box
     from rich.table import Table
 
@@ -117,9 +125,8 @@ def register(app: typer.Typer) -> None:
 
         One line per entry, descriptions cut to the terminal's width; --long shows everything.
         """
+        # lazy: start-up time of `xairepro --help`
         from rich.console import Console
-
-        from xairepro.cli.app import fail
 
         if what != "all" and what not in SECTIONS:
             raise fail(f"cannot list {what!r}; choose one of: all, {', '.join(SECTIONS)}")

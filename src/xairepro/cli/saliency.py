@@ -20,12 +20,14 @@ import typer
 from xairepro.errors import UsageError
 
 if TYPE_CHECKING:  # torch, pandas and the library are imported when the command runs: start-up stays cheap
+    # lazy: start-up time of `xairepro --help`
     import torch
 
 DEFAULT_METHODS = "gradcam,gradcampp,groupcam,rise"
 
 
 def _parse_options(items: list[str]) -> dict[str, Any]:
+    # lazy: start-up time of `xairepro --help`
     import yaml
 
     out: dict[str, Any] = {}
@@ -38,6 +40,7 @@ def _parse_options(items: list[str]) -> dict[str, Any]:
 
 
 def _images(ds: Any, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    # lazy: start-up time of `xairepro --help`
     import torch
 
     n = min(n, len(ds))
@@ -55,6 +58,7 @@ def _images(ds: Any, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor |
 
 def _device(name: str) -> torch.device:
     """``--device``: auto (CUDA when there is one), cpu, cuda, cuda:N; a bad or missing device is bad usage."""
+    # lazy: start-up time of `xairepro --help`
     import torch
 
     if name == "auto":
@@ -71,6 +75,7 @@ def _device(name: str) -> torch.device:
 
 
 def _summary(rows: list[dict[str, Any]], methods: list[str]) -> Any:
+    # lazy: start-up time of `xairepro --help`
     import pandas as pd
 
     df = pd.DataFrame(rows)
@@ -85,6 +90,7 @@ def _summary(rows: list[dict[str, Any]], methods: list[str]) -> Any:
 
 
 def _markdown(summary: Any, metrics: list[str], header: str) -> str:
+    # lazy: start-up time of `xairepro --help`
     from xairepro.metrics import higher_is_better
 
     arrows = {True: " ↑", False: " ↓", None: ""}
@@ -122,11 +128,11 @@ def register(app: typer.Typer) -> None:
         progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
     ) -> int:
         """Explain N images with each method; score insertion/deletion (and soft IoU where masks exist)."""
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
+        # lazy: start-up time of `xairepro --help`
         import pandas as pd
         import torch
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
         from xairepro.data import load
         from xairepro.explain import method_name

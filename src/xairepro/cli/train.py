@@ -22,6 +22,7 @@ def register(app: typer.Typer) -> None:
                                       "official source (same as --set data.options.download=true)."),
     ) -> int:
         """Train a model through the engine, print its final metrics and save it (out_dir/model.pt)."""
+        # lazy: start-up time of `xairepro --help`
         from rich.console import Console
         from rich.table import Table
 

@@ -1,6 +1,6 @@
-"""Small shared helpers: atomic file writes, seeding, progress bars."""
+"""Small shared helpers: atomic file writes (figures too), seeding, progress bars."""
 
-from xairepro.utils.atomic import atomic_write_bytes, atomic_write_text, atomic_torch_save, atomic_path
+from xairepro.utils.atomic import atomic_path, atomic_torch_save, atomic_write_bytes, atomic_write_text, save_figure
 from xairepro.utils.seeding import seed_everything, make_generator, derive_seed
 
 __all__ = [
@@ -8,6 +8,7 @@ __all__ = [
     "atomic_write_text",
     "atomic_torch_save",
     "atomic_path",
+    "save_figure",
     "seed_everything",
     "make_generator",
     "derive_seed",

@@ -59,8 +59,17 @@ def atomic_write_text(path: str | os.PathLike[str], text: str, encoding: str = "
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike[str]) -> Path:
     """``torch.save`` to ``path`` atomically."""
-    import torch
+    import torch  # lazy: the file helpers import without torch
 
     with atomic_path(path) as tmp:
         torch.save(obj, tmp)
     return Path(path)
+
+
+def save_figure(fig: Any, path: str | os.PathLike[str], *, dpi: int = 110, tight: bool = True) -> Path:
+    """Write a matplotlib figure to ``path`` atomically (format from the suffix, PNG without one)."""
+    path = Path(path)
+    fmt = path.suffix.lstrip(".").lower() or "png"
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format=fmt, dpi=dpi, bbox_inches="tight" if tight else None)
+    return path

@@ -115,6 +115,7 @@ class LicoAccuracyExperiment(StudyExperiment):
         return accuracy_claims(cfg.sets(), cfg.significance, cfg.min_skill)
 
     def figures(self, results: Results, out_dir: Path) -> list[Figure]:
+        # lazy: matplotlib, only when drawing (listing experiments stays cheap)
         from xairepro.experiments.lico_study.figures import grouped_bars
 
         datasets = list(dict.fromkeys(results.frame["dataset"]))

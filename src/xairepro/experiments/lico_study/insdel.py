@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from xairepro.config import config_to_dict, resolve_config
 from xairepro.experiments.base import Cell, Claim, Context, Figure, MetricSpec, Record, Results, TableSpec, Verdict
 from xairepro.experiments.lico_study.common import (
@@ -87,8 +89,7 @@ def interpretability_claim(keys: list[str], methods: list[str], z: float, classe
 
 def examples_figure(results: Results, out_dir: Path, experiment: str, variants: list[str]) -> list[Figure]:
     """Figure 2 of the study: Grad-CAM maps of the first test images, one column per variant (first seed)."""
-    import torch
-
+    # lazy: matplotlib, only when drawing (listing experiments stays cheap)
     from xairepro.experiments.lico_study.figures import saliency_examples
 
     figures = []
@@ -176,6 +177,7 @@ def insdel_records(cell: Cell, ctx: Context, model: StudyModel) -> list[Record]:
 
 def overall_figures(results: Results, out_dir: Path, ylabel: str, source: str) -> list[Figure]:
     """Overall per method and variant, one panel per data set (primary protocol)."""
+    # lazy: matplotlib, only when drawing (listing experiments stays cheap)
     from xairepro.experiments.lico_study.figures import grouped_bars
 
     frame = results.frame

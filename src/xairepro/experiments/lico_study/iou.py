@@ -93,6 +93,7 @@ class LicoIouExperiment(StudyExperiment):
                           cfg.min_skill)]
 
     def figures(self, results: Results, out_dir: Path) -> list[Figure]:
+        # lazy: matplotlib, only when drawing (listing experiments stays cheap)
         from xairepro.experiments.lico_study.figures import grouped_bars
 
         frame = results.frame
