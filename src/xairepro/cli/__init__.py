@@ -12,7 +12,7 @@ import sys
 from xairepro.cli.app import app, fail, main
 
 #: Modules under ``xairepro.cli`` that add commands to ``app``.
-COMMAND_MODULES: list[str] = ["reproduce", "report", "saliency", "listing", "train"]
+COMMAND_MODULES: list[str] = ["reproduce", "report", "saliency", "listing", "train", "data"]
 
 _registered = False
 

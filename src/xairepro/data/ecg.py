@@ -16,6 +16,7 @@ from torch import Tensor
 
 from xairepro.data.class_names import ECG5000_NAMES, ECG_BINARY_NAMES
 from xairepro.data.dataset import ArraySource, TensorXDataset
+from xairepro.data.fetch import downloader
 from xairepro.data.files import cached, locate, memo, missing_error
 from xairepro.data.info import DatasetInfo
 from xairepro.data.registry import LoadRequest, register_dataset
@@ -115,14 +116,10 @@ def _find_ecg5000(req: LoadRequest) -> tuple[Path, Path]:
 
     found = search()
     if found is None and req.download:
-        from torchvision.datasets.utils import download_and_extract_archive
-
         try:
-            r.mkdir(parents=True, exist_ok=True)
-            download_and_extract_archive(ECG5000_URL, download_root=str(r), extract_root=str(r / "ECG5000"))
-        except Exception as exc:  # noqa: BLE001
-            raise DataNotFoundError(f"downloading ECG5000 failed ({type(exc).__name__}); get {ECG5000_URL} "
-                                    f"and unzip it into {r / 'ECG5000'}") from None
+            downloader(req.name)(r)
+        except DataNotFoundError as exc:
+            raise DataNotFoundError(f"{exc}; or get {ECG5000_URL} and unzip it into {r / 'ECG5000'}") from None
         found = search()
     if found is None:
         raise missing_error("ECG5000", ["ECG5000_TRAIN and ECG5000_TEST as .ts, .tsv, .txt or .arff"],
