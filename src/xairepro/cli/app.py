@@ -25,7 +25,7 @@ from xairepro import __version__
 from xairepro.errors import USER_ERRORS
 
 #: Modules under ``xairepro.cli`` that add commands to ``app`` (each defines ``register(app)``).
-COMMAND_MODULES: list[str] = ["reproduce", "report", "saliency", "listing", "train"]
+COMMAND_MODULES: list[str] = ["reproduce", "report", "saliency", "listing", "train", "data"]
 
 app = typer.Typer(
     name="xairepro",

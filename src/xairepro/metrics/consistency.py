@@ -135,7 +135,8 @@ def feature_consistency(encoder: nn.Module, x: Tensor, attributions: Tensor | st
     positions, (N, H, W) / (N, T)), or ``"random"`` for the Random control (drawn with ``seed``).
     ``replacement``: "zeros" (black), "blur" (Gaussian 21 / sigma 5 of x), a number, or a baseline
     tensor shaped like x or like one example.  Returns (F,) means, or (F, N) with ``reduction="none"``.
-    The encoder runs in eval mode under ``no_grad``; its state is restored.
+    The encoder runs in eval mode under ``no_grad``, at most ``batch_size`` rows per pass (the F masked
+    copies of a batch included); its state is restored.
     """
     if not isinstance(x, Tensor) or x.ndim < 2 or x.shape[0] == 0:
         raise UsageError(f"x must be a non-empty batch tensor, got {getattr(x, 'shape', type(x).__name__)}")
@@ -162,8 +163,10 @@ def feature_consistency(encoder: nn.Module, x: Tensor, attributions: Tensor | st
             xb, rb = x[part], repl[part] if repl.shape[0] > 1 else repl
             z = _latent(encoder, xb)
             masks = (ranks[part].unsqueeze(0) < counts.view(-1, 1, 1)).reshape(len(values), xb.shape[0], *spatial)
-            x_p = mask_inputs(xb, masks, rb)  # (F, n, ...): every fraction at once
-            z_p = _latent(encoder, x_p.reshape(-1, *x.shape[1:])).reshape(len(values), xb.shape[0], -1)
+            x_p = mask_inputs(xb, masks, rb).reshape(-1, *x.shape[1:])  # (F n, ...): every fraction at once
+            step = int(batch_size)  # at most batch_size rows per pass
+            z_p = torch.cat([_latent(encoder, x_p[i:i + step]) for i in range(0, x_p.shape[0], step)])
+            z_p = z_p.reshape(len(values), xb.shape[0], -1)
             shifts[:, part] = ((z.unsqueeze(0) - z_p) ** 2).sum(-1).double()
     return shifts.mean(1) if reduction == "mean" else shifts
 
