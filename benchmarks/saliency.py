@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from xairepro.explain import RISE
-from xairepro.explain._cam_utils import auto_batch_size, batched_forward, gaussian_blur
+from xairepro.imaging import auto_batch_size, batched_forward, gaussian_blur
 from xairepro.metrics import InsertionDeletionProtocol, insertion_deletion
 from xairepro.models import build_model
 

@@ -28,6 +28,17 @@ def _no_network(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture(autouse=True)
+def _no_registry_clients(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Data fetch routes never run apt-get / pip / npm in tests (those reach the network in a subprocess)."""
+    from xairepro.data import fetch
+
+    def refuse(argv, cwd):
+        raise RuntimeError(f"tests must not run registry clients (tried {argv[0]})")
+
+    monkeypatch.setattr(fetch, "run_tool", refuse)
+
+
+@pytest.fixture(autouse=True)
 def _deterministic() -> None:
     torch.manual_seed(0)
 

@@ -76,8 +76,8 @@ CASES: list[tuple[str, int, str]] = [
     (f"{TRAIN} --set data.name=cifar10 --set data.data_dir={{cifar}}", 2, "is not a CIFAR batch: it asks for"),  # 11
     (f"{TRAIN} --set data.name=mnist --set data.data_dir={{dir}}", 2, "MNIST"),
     # ---- saliency
-    (f"{SAL} --methods gradcam,magic", 2, "unknown saliency method(s) magic"),
-    (f"{SAL} --methods ,", 2, "unknown saliency method(s) (none given)"),
+    (f"{SAL} --methods gradcam,magic", 2, "unknown saliency method 'magic'; choose from gradcam"),
+    (f"{SAL} --methods ,", 2, "--methods names no saliency method"),
     (f"{SAL} --protocol nope", 2, "unknown insertion/deletion protocol"),
     (f"{SAL} --n-images 0", 2, "--n-images must be >= 1"),
     (f"{SAL} --rise-masks 0", 2, "--rise-masks must be >= 1"),

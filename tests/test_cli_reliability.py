@@ -171,7 +171,7 @@ def test_a_planted_cifar_file_is_refused_without_running_it(tmp_path: Path, payl
 
 # ------------------------------------------------------------------------- 12: a CLI that starts fast
 HEAVY = ("torch", "pandas", "matplotlib", "transformers", "captum", "ray")
-COMMANDS = (["--help"], ["list"], ["list", "presets"], ["list", "--long"], ["train", "--help"],
+COMMANDS = (["--help"], ["list"], ["list", "presets"], ["list", "saliency"], ["list", "--long"], ["train", "--help"],
             ["saliency", "--help"], ["reproduce", "--help"], ["report", "--help"])
 
 
@@ -209,7 +209,7 @@ def test_saliency_help_states_rises_own_default(capsys: pytest.CaptureFixture[st
     from xairepro.explain.rise import N_MASKS
 
     assert main(["saliency", "--help"]) == 0
-    assert f"default {N_MASKS}" in " ".join(capsys.readouterr().out.split())
+    assert f"(default: RISE's, {N_MASKS:,})" in " ".join(capsys.readouterr().out.split())
 
 
 def test_list_presets_and_the_wrn_family(capsys: pytest.CaptureFixture[str], monkeypatch) -> None:

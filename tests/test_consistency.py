@@ -9,9 +9,9 @@ import torch
 from torch import nn
 
 from xairepro.errors import UsageError
+from xairepro.imaging import gaussian_blur
 from xairepro.metrics import feature_consistency, topk_masks
 from xairepro.metrics.consistency import (
-    gaussian_blur,
     mask_inputs,
     n_masked,
     random_attributions,

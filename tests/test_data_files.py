@@ -221,20 +221,27 @@ def test_data_dir_from_environment(tmp_path, monkeypatch):
 
 
 def test_download_calls_torchvision_then_loads(tmp_path, monkeypatch):
+    import dataclasses
+
     import torchvision.datasets as tvd
+
+    from xairepro.data.fetch import SPECS, Part
 
     calls = []
 
     def fake_mnist(root, train=True, download=False, **kw):
-        calls.append((root, download))
+        calls.append((Path(root).parent, download))
         write_mnist(Path(root) / "MNIST" / "raw", 10, 4)
 
-    monkeypatch.setattr(tvd, "MNIST", fake_mnist)
+    monkeypatch.setattr(tvd, "MNIST", fake_mnist)  # the fetch verifies the sizes: shrink them to the fake files
+    monkeypatch.setitem(SPECS, "mnist", dataclasses.replace(
+        SPECS["mnist"], parts=(Part("train", (("val_size", 0),), 10), Part("test", (), 4))))
     with pytest.raises(DataNotFoundError):
         load("mnist", "test", tmp_path)  # no download unless asked
     assert calls == []
     ds = load("mnist", "test", tmp_path, download=True)
-    assert len(ds) == 4 and calls == [(str(tmp_path), True)]
+    assert len(ds) == 4 and calls == [(tmp_path, True)]  # into a staging folder inside the data folder
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["MNIST"]
 
 
 def test_failed_download_is_one_clear_error(tmp_path, monkeypatch):
@@ -244,7 +251,7 @@ def test_failed_download_is_one_clear_error(tmp_path, monkeypatch):
         raise OSError("network unreachable")
 
     monkeypatch.setattr(tvd, "CIFAR10", offline)
-    with pytest.raises(DataNotFoundError, match="downloading CIFAR-10 .* failed \\(network unreachable\\)"):
+    with pytest.raises(DataNotFoundError, match="downloading CIFAR-10 .* failed \\(.*network unreachable\\)"):
         load("cifar10", "train", tmp_path, download=True)
 
 

@@ -16,7 +16,8 @@ from xairepro.data.info import AUGMENTATIONS, TASKS
 from xairepro.data.splits import carve, resolve_count, take_subset, three_way
 from xairepro.errors import UsageError
 
-REAL = ["mnist", "fashion-mnist", "cifar10", "cifar100", "svhn", "imagenette", "partimagenet", "ecg5000", "dsprites"]
+REAL = ["mnist", "fashion-mnist", "cifar10", "cifar100", "svhn", "mnist-10k", "imagenette", "partimagenet", "ecg5000",
+        "dsprites"]
 BUNDLED = ["digits", "dsprites-gen", "ecg-gen", "shapes-seg"]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,7 @@ import torch
 
 from xairepro.data import load
 from xairepro.data.ecg import ABNORMAL_KINDS, generate_ecg
+from xairepro.data.fetch import SPECS, Part
 from xairepro.data.files import clear_cache
 from xairepro.data.ucr import read_ucr
 from xairepro.errors import UsageError
@@ -134,6 +136,8 @@ def test_ecg5000_download_fetches_the_ucr_zip(tmp_path, monkeypatch):
         write_ecg5000(Path(extract_root), ".ts")
 
     monkeypatch.setattr(tvu, "download_and_extract_archive", fake)
+    monkeypatch.setitem(SPECS, "ecg5000", dataclasses.replace(  # the fetch verifies the size: the fake's 50
+        SPECS["ecg5000"], parts=(Part("test", (("binary", False), ("test_size", 50)), 50),)))
     assert len(load("ecg5000", "test", tmp_path, download=True)) == 10
     assert urls == ["https://www.timeseriesclassification.com/aeon-toolkit/ECG5000.zip"]
 

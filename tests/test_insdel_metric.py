@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from xairepro.errors import UsageError
-from xairepro.explain._cam_utils import gaussian_blur
+from xairepro.imaging import gaussian_blur
 from xairepro.metrics import InsertionDeletionProtocol, insertion_deletion
 
 

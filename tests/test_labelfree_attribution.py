@@ -251,7 +251,7 @@ def test_baseline_forms(conv):
 
 
 def test_blur_baseline_is_the_callable_blur():
-    from xairepro.metrics.consistency import gaussian_blur
+    from xairepro.imaging import gaussian_blur
 
     torch.manual_seed(0)
     enc = nn.Sequential(nn.Flatten(), nn.Linear(3 * 24 * 24, 4), nn.Tanh())

@@ -9,13 +9,13 @@ import torch
 from scipy import stats
 
 from xairepro.errors import UsageError
-from xairepro.metrics.roar import RoarResult
-from xairepro.report.labelfree_figures import (
+from xairepro.experiments.labelfree_study.figures import (
     consistency_figure,
     mean_ci,
     roar_figure,
-    save_figure,
 )
+from xairepro.metrics.roar import RoarResult
+from xairepro.utils import save_figure
 
 FRACS = [0.05, 0.1, 0.2, 0.5]
 

@@ -11,7 +11,7 @@ from torch import nn
 
 from xairepro.errors import UsageError
 from xairepro.explain import GroupCAM
-from xairepro.explain._cam_utils import gaussian_blur, normalize_maps
+from xairepro.imaging import gaussian_blur, normalize_maps
 
 
 def _net(k: int = 10, seed: int = 0) -> nn.Sequential:

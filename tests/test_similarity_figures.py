@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from xairepro.errors import UsageError
-from xairepro.report.example_figures import save_figure, similarity_rate_figure, similarity_rate_rows
+from xairepro.experiments.labelfree_study.figures import similarity_rate_figure, similarity_rate_rows
+from xairepro.utils import save_figure
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -205,7 +205,7 @@ def test_claim4_with_collapsed_units_is_inconclusive_with_the_reason() -> None:
 def test_informative_units_counts_units_whose_mean_varies() -> None:
     import torch
 
-    from xairepro.experiments.labelfree_study.vae_runs import informative_units
+    from xairepro.experiments.labelfree_study.vae_cells import informative_units
 
     gen = torch.Generator().manual_seed(0)
     mu = torch.cat([torch.randn(200, 2, generator=gen), 0.05 * torch.randn(200, 1, generator=gen),

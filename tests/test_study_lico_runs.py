@@ -15,7 +15,7 @@ from xairepro.experiments.lico_study import (
     LicoAccuracyExperiment, LicoInsDelExperiment, LicoIouExperiment, LicoTemperatureExperiment, StudySet,
     register_study_set, unregister_study_set,
 )
-from xairepro.experiments.lico_study.runs import run_config
+from xairepro.experiments.lico_study.trained_models import run_config
 from xairepro.experiments.lico_study.sets import get_study_set
 from xairepro.experiments.registry import BUILTIN_EXPERIMENTS
 from xairepro.runner import reproduce

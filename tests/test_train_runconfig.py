@@ -10,7 +10,7 @@ import torch
 
 from xairepro.config import resolve_config
 from xairepro.errors import ConfigError, UsageError
-from xairepro.experiments.training import (
+from xairepro.training import (
     RunConfig,
     build_run,
     get_method,

@@ -6,6 +6,7 @@ An unexpected failure -> one line on stderr, exit code 1 (``XAIREPRO_DEBUG=1`` s
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 
@@ -20,7 +21,11 @@ except ImportError:  # pragma: no cover - older typer re-uses click's exceptions
     class NoArgsIsHelpError(Exception):  # never raised by old click
         pass
 
+from xairepro import __version__
 from xairepro.errors import USER_ERRORS
+
+#: Modules under ``xairepro.cli`` that add commands to ``app`` (each defines ``register(app)``).
+COMMAND_MODULES: list[str] = ["reproduce", "report", "saliency", "listing", "train", "data"]
 
 app = typer.Typer(
     name="xairepro",
@@ -46,10 +51,21 @@ def _one_line(exc: BaseException) -> str:
     return text.splitlines()[0]
 
 
+_registered = False
+
+
+def _register_commands() -> None:
+    """Import every command module (by name: the commands are plug-ins of this app) and register it once."""
+    global _registered
+    if _registered:
+        return
+    for name in COMMAND_MODULES:
+        importlib.import_module(f"xairepro.cli.{name}").register(app)
+    _registered = True
+
+
 def main(argv: list[str] | None = None) -> int:
     """Console-script entry point: run the app and map errors to exit codes."""
-    from xairepro.cli import _register_commands
-
     _register_commands()
     debug = os.environ.get("XAIREPRO_DEBUG", "") not in ("", "0")
     try:
@@ -84,8 +100,6 @@ def main(argv: list[str] | None = None) -> int:
 
 def _print_version(value: bool) -> None:
     if value:
-        from xairepro import __version__
-
         print(f"xairepro {__version__}")
         raise typer.Exit(0)
 

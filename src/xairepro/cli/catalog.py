@@ -1,6 +1,7 @@
 """What ``xairepro list`` shows, kept in ``catalog.json`` so that listing imports nothing heavy.
 
-The registries (data sets, models, training methods, augmentations, experiments) live in modules that
+The registries (data sets, models, training methods, augmentations, saliency methods and protocols,
+experiments) live in modules that
 import torch and the studies' code: reading them takes seconds.  :func:`build_catalog` reads them (the
 slow way); ``python -m xairepro.cli.catalog`` writes ``catalog.json`` from it, and a test checks that the
 file matches the registries (it fails, naming this command, after a registry changes).
@@ -11,13 +12,14 @@ Each section is ``{"title", "columns", "rows", "long_only"}``: ``long_only`` nam
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
 
 __all__ = ["SECTIONS", "CATALOG_PATH", "build_catalog", "load_catalog", "write_catalog"]
 
-SECTIONS = ("datasets", "models", "methods", "augmentations", "experiments", "presets")
+SECTIONS = ("datasets", "models", "methods", "augmentations", "saliency", "experiments", "presets")
 CATALOG_PATH = Path(__file__).with_name("catalog.json")
 
 Section = dict[str, Any]
@@ -32,6 +34,7 @@ def _section(title: str, columns: list[str], rows: list[list[str]], long_only: t
 
 
 def _datasets() -> Section:
+    # lazy: the registries are read only to rebuild the file
     from xairepro.data import list_datasets
 
     rows = [[d.name, d.task, _shape(d.input_shape), str(d.num_classes or "-"),
@@ -41,6 +44,7 @@ def _datasets() -> Section:
 
 
 def _models() -> Section:
+    # lazy: the registries are read only to rebuild the file
     from xairepro.models import list_models
 
     # a family such as wrn-D-K shows its pattern and one member (any depth and width is accepted)
@@ -51,9 +55,8 @@ def _models() -> Section:
 
 
 def _methods() -> Section:
-    import dataclasses
-
-    from xairepro.experiments.training import list_methods
+    # lazy: the registries are read only to rebuild the file
+    from xairepro.training import list_methods
 
     rows = []
     for spec in list_methods():
@@ -64,13 +67,29 @@ def _methods() -> Section:
 
 
 def _augmentations() -> Section:
+    # lazy: the registries are read only to rebuild the file
     from xairepro.train import augmentation_names
 
     return _section("Batched augmentations (--set train.augment=...)", ["augment"],
                     [[name] for name in augmentation_names()])
 
 
+def _saliency() -> Section:
+    # lazy: the registries are read only to rebuild the file
+    from xairepro.explain import SALIENCY_CLASSES
+    from xairepro.metrics import PROTOCOL_PRESETS
+
+    def first_line(obj: object) -> str:
+        return " ".join((obj.__doc__ or "").split("\n\n")[0].split())
+
+    rows = [[name, "method", first_line(cls)] for name, cls in SALIENCY_CLASSES.items()]
+    rows += [[name, "protocol", first_line(preset)] for name, preset in PROTOCOL_PRESETS.items()]
+    return _section("Saliency methods and insertion/deletion protocols (xairepro saliency --methods / --protocol)",
+                    ["name", "kind", "description"], rows)
+
+
 def _experiments() -> Section:
+    # lazy: the registries are read only to rebuild the file
     from xairepro.experiments import list_experiments
 
     rows = [[e.name, e.study, ", ".join(sorted(e.presets)), e.reproduces or "", e.title]
@@ -80,6 +99,7 @@ def _experiments() -> Section:
 
 
 def _presets() -> Section:
+    # lazy: the registries are read only to rebuild the file
     from xairepro.experiments import PRESET_DESCRIPTIONS, list_experiments
 
     experiments = list_experiments()
@@ -90,7 +110,7 @@ def _presets() -> Section:
 
 
 _BUILDERS = {"datasets": _datasets, "models": _models, "methods": _methods, "augmentations": _augmentations,
-             "experiments": _experiments, "presets": _presets}
+             "saliency": _saliency, "experiments": _experiments, "presets": _presets}
 
 
 def build_catalog() -> dict[str, Section]:
@@ -119,6 +139,7 @@ def _dumps(catalog: dict[str, Section]) -> str:
 
 def write_catalog(path: Path = CATALOG_PATH) -> Path:
     """Rebuild ``catalog.json`` from the registries."""
+    # lazy: listing reads the file without this helper
     from xairepro.utils import atomic_write_text
 
     return atomic_write_text(path, _dumps(build_catalog()))

@@ -1,4 +1,5 @@
-"""``xairepro list``: data sets, models, training methods, augmentations, experiments and presets.
+"""``xairepro list``: data sets, models, training methods, augmentations, saliency methods and protocols,
+experiments and presets.
 
 The entries come from ``catalog.json`` (see :mod:`xairepro.cli.catalog`), so listing loads neither torch
 nor the studies' code.
@@ -10,12 +11,14 @@ from typing import Any
 
 import typer
 
-from xairepro.cli.catalog import SECTIONS
+from xairepro.cli.app import fail
+from xairepro.cli.catalog import SECTIONS, load_catalog
 
 
 def _table(columns: list[str], rows: list[list[str]], width: int, long: bool) -> tuple[Any, bool]:
     """Compact: one line per row, the last column cut to the terminal's ``width`` with an ellipsis; long:
     every column, wrapped.  Returns the table and whether a cell was cut."""
+    # lazy: start-up time of `xairepro --help`
     from rich import box
     from rich.table import Table
 
@@ -44,14 +47,12 @@ def register(app: typer.Typer) -> None:
                                    help=f"One of: all, {', '.join(SECTIONS)}."),
         long: bool = typer.Option(False, "--long", "-l", help="Every column, descriptions in full (wrapped)."),
     ) -> int:
-        """List data sets, models, training methods, augmentations, experiments and presets.
+        """List data sets, models, training methods, augmentations, saliency methods, experiments, presets.
 
         One line per entry, descriptions cut to the terminal's width; --long shows everything.
         """
+        # lazy: start-up time of `xairepro --help`
         from rich.console import Console
-
-        from xairepro.cli.app import fail
-        from xairepro.cli.catalog import load_catalog
 
         if what != "all" and what not in SECTIONS:
             raise fail(f"cannot list {what!r}; choose one of: all, {', '.join(SECTIONS)}")

@@ -17,6 +17,7 @@ def register(app: typer.Typer) -> None:
                                                 "and fail on console errors."),
     ) -> int:
         """Re-render report.md and index.html from DIR's results (nothing is recomputed)."""
+        # lazy: start-up time of `xairepro --help`
         from xairepro.report import check_page, render_report
 
         md, html = render_report(out)

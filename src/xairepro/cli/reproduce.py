@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -14,8 +15,7 @@ DEFAULT_PRESET = "quick"
 
 def print_results(out_dir: Path) -> None:
     """Print the claim verdicts and the summary table (ours vs published) of a finished run."""
-    import json
-
+    # lazy: start-up time of `xairepro --help`
     import pandas as pd
     from rich.console import Console
     from rich.table import Table
@@ -65,6 +65,7 @@ def register(app: typer.Typer) -> None:
                                       "from their official sources (never done otherwise)."),
     ) -> int:
         """Run the studies' experiments (cached, resumable) and write results.csv, report.md, index.html."""
+        # lazy: start-up time of `xairepro --help`
         from xairepro.report import render_report
         from xairepro.runner import reproduce
 

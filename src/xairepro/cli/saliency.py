@@ -20,15 +20,15 @@ import typer
 
 from xairepro.errors import UsageError
 
-if TYPE_CHECKING:  # torch and the explainers load when the command runs: `xairepro --help` stays fast
+if TYPE_CHECKING:  # torch, pandas and the library are imported when the command runs: start-up stays cheap
+    # lazy: start-up time of `xairepro --help`
     import torch
 
 DEFAULT_METHODS = "gradcam,gradcampp,groupcam,rise"
-#: Images processed together (maps, then insertion/deletion) before moving on.
-CHUNK = 32
 
 
 def _parse_options(items: list[str]) -> dict[str, Any]:
+    # lazy: start-up time of `xairepro --help`
     import yaml
 
     out: dict[str, Any] = {}
@@ -41,6 +41,7 @@ def _parse_options(items: list[str]) -> dict[str, Any]:
 
 
 def _images(ds: Any, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    # lazy: start-up time of `xairepro --help`
     import torch
 
     n = min(n, len(ds))
@@ -58,6 +59,7 @@ def _images(ds: Any, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor |
 
 def _check_classifier(model: Any, checkpoint: Path) -> None:
     """Saliency explains class scores: an autoencoder, VAE or SimCLR encoder is refused in the user's terms."""
+    # lazy: start-up time of `xairepro --help`
     from xairepro.models import model_info
 
     name = str((getattr(model, "config", None) or {}).get("name", type(model).__name__))
@@ -78,6 +80,7 @@ def _training_data(record: Any, data: str | None, given: dict[str, Any], split: 
     training; ``--data``/``--data-option`` must agree with it unless ``--override-data`` (recorded).
     ``subset`` (of the split explained) and ``download`` are free.
     """
+    # lazy: start-up time of `xairepro --help`
     from xairepro.data import dataset_info
 
     if record is None:
@@ -109,6 +112,7 @@ def _training_data(record: Any, data: str | None, given: dict[str, Any], split: 
 
 def _device(name: str) -> torch.device:
     """``--device``: auto (CUDA when there is one), cpu, cuda, cuda:N; a bad or missing device is bad usage."""
+    # lazy: start-up time of `xairepro --help`
     import torch
 
     if name == "auto":
@@ -124,67 +128,8 @@ def _device(name: str) -> torch.device:
     return dev
 
 
-def run_saliency(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, seg: torch.Tensor | None, *,
-                 methods: list[str], protocol: Any, rise_masks: int | None = None, batch_size: int | None = None,
-                 seed: int = 0, target_layer: str | None = None, progress: Any = None
-                 ) -> tuple[list[dict[str, Any]], dict[str, torch.Tensor], dict[str, Any], dict[str, str]]:
-    """Maps, insertion/deletion and IoU per image for each method.
-
-    Returns (rows: one dict per image and method, maps (N, H, W) per method, the insertion/deletion
-    result per method, each explainer's settings).  ``rise_masks=None``: RISE's default number of masks.
-    """
-    import torch
-
-    from xairepro.explain import saliency_method
-    from xairepro.explain._cam_utils import auto_batch_size
-    from xairepro.explain.rise import N_MASKS
-    from xairepro.metrics import insertion_deletion, soft_iou
-    from xairepro.metrics.insertion_deletion import InsertionDeletionResult
-
-    if batch_size is None:
-        batch_size = auto_batch_size(x.device)
-    if rise_masks is None:
-        rise_masks = N_MASKS
-    explainers = {}
-    for name in methods:
-        opts: dict[str, Any] = {}
-        if name == "rise":
-            opts = {"n_masks": rise_masks, "batch_size": batch_size, "seed": seed}
-        elif name in ("groupcam", "scorecam"):
-            opts = {"batch_size": batch_size}
-        explainers[name] = saliency_method(name, model, target_layer, **opts)
-    rows: list[dict[str, Any]] = []
-    maps: dict[str, list[torch.Tensor]] = {m: [] for m in methods}
-    parts: dict[str, list[InsertionDeletionResult]] = {m: [] for m in methods}
-    for start in range(0, x.shape[0], CHUNK):
-        xb, yb = x[start:start + CHUNK], y[start:start + CHUNK]
-        for name, explain in explainers.items():
-            target = yb if protocol.target == "label" else None
-            sal = explain(xb, target=target)
-            r = insertion_deletion(model, xb, sal, protocol, labels=yb, batch_size=batch_size)
-            iou = soft_iou(sal, seg[start:start + CHUNK].to(sal.device)) if seg is not None else None
-            maps[name].append(sal.cpu())
-            parts[name].append(r)
-            for i in range(xb.shape[0]):
-                row = {"image": start + i, "label": int(yb[i]), "target": int(r.targets[i]), "method": name,
-                       "insertion": float(r.insertion[i]), "deletion": float(r.deletion[i]),
-                       "overall": float(r.overall[i])}
-                if iou is not None:
-                    row["soft_iou"] = float(iou[i])
-                rows.append(row)
-            if progress is not None:
-                progress()
-    results = {}
-    for name, rs in parts.items():
-        results[name] = InsertionDeletionResult(
-            *(torch.cat([getattr(r, f).cpu() for r in rs]) for f in
-              ("insertion", "deletion", "insertion_curve", "deletion_curve")),
-            fractions=rs[0].fractions.cpu(), targets=torch.cat([r.targets.cpu() for r in rs]), protocol=protocol)
-    settings = {name: repr(e) for name, e in explainers.items()}
-    return rows, {m: torch.cat(v) for m, v in maps.items()}, results, settings
-
-
 def _summary(rows: list[dict[str, Any]], methods: list[str]) -> Any:
+    # lazy: start-up time of `xairepro --help`
     import pandas as pd
 
     df = pd.DataFrame(rows)
@@ -199,8 +144,11 @@ def _summary(rows: list[dict[str, Any]], methods: list[str]) -> Any:
 
 
 def _markdown(summary: Any, metrics: list[str], header: str) -> str:
-    arrows = {"insertion": "↑", "deletion": "↓", "overall": "↑", "soft_iou": "↑"}
-    cols = ["method", "n"] + [f"{m} {arrows[m]}" for m in metrics]
+    # lazy: start-up time of `xairepro --help`
+    from xairepro.metrics import higher_is_better
+
+    arrows = {True: " ↑", False: " ↓", None: ""}
+    cols = ["method", "n"] + [f"{m}{arrows[higher_is_better(m)]}" for m in metrics]
     lines = [header, "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for _, r in summary.iterrows():
         cells = [r["method"], str(r["n_images"])] + [f"{r[f'{m}_mean']:.3f} ± {r[f'{m}_std']:.3f}" for m in metrics]
@@ -216,9 +164,9 @@ def register(app: typer.Typer) -> None:
                                  "trained on; see `xairepro list`)."),
         out: Path = typer.Option(..., "--out", help="Output folder (created)."),
         methods: str = typer.Option(DEFAULT_METHODS, "--methods",
-                                    help="Comma-separated: gradcam, gradcampp, groupcam, rise, scorecam, "
-                                         "layercam, xgradcam, eigencam, hirescam."),
-        protocol: str = typer.Option("petsiuk", "--protocol", help="Insertion/deletion protocol: petsiuk or lico-fact."),
+                                    help="Comma-separated saliency methods (`xairepro list saliency` names them)."),
+        protocol: str = typer.Option("petsiuk", "--protocol",
+                                     help="Insertion/deletion protocol preset (`xairepro list saliency`)."),
         n_images: int = typer.Option(64, "--n-images", help="The first N images of the split are explained."),
         split: str = typer.Option("test", "--split", help="train, val or test."),
         data_dir: Path = typer.Option(None, "--data-dir", help="Folder holding the real data sets."),
@@ -231,8 +179,7 @@ def register(app: typer.Typer) -> None:
                                            "records it."),
         target_layer: str = typer.Option(None, "--target-layer", help="Dotted name of the CAM layer "
                                          "(default: the model's cam_layer)."),
-        rise_masks: int = typer.Option(None, "--rise-masks", help="Number of RISE masks (default 4000, "
-                                       "RISE's own default)."),
+        rise_masks: int = typer.Option(None, "--rise-masks", help="Number of RISE masks (default: RISE's, 4,000)."),
         batch_size: int = typer.Option(None, "--batch-size", help="Images per forward pass "
                                        "(default: 32 on the CPU, 256 on a GPU)."),
         seed: int = typer.Option(0, "--seed", help="Seed of RISE's masks (the data split is the checkpoint's "
@@ -242,24 +189,24 @@ def register(app: typer.Typer) -> None:
         progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
     ) -> int:
         """Explain N images with each method; score insertion/deletion (and soft IoU where masks exist)."""
+        # lazy: start-up time of `xairepro --help`
+        import pandas as pd
         import torch
         from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
         from xairepro.data import load
-        from xairepro.experiments.training import checkpoint_run_record
-        from xairepro.explain.cam import SALIENCY_METHODS, _ALIASES
+        from xairepro.explain import method_name
         from xairepro.metrics import InsertionDeletionProtocol
         from xairepro.report.saliency_figures import insertion_deletion_curves, saliency_grid
+        from xairepro.saliency import evaluate_saliency
         from xairepro.train import load_model
+        from xairepro.training import checkpoint_run_record
         from xairepro.utils import atomic_path, atomic_torch_save, atomic_write_text, check_output_folder_path
 
-        names = [_ALIASES.get(m.strip().lower(), m.strip().lower()) for m in methods.split(",") if m.strip()]
-        unknown = [m for m in names if m not in SALIENCY_METHODS]
-        if not names or unknown:
-            raise UsageError(f"unknown saliency method(s) {', '.join(unknown) or '(none given)'}; "
-                             f"choose from {', '.join(SALIENCY_METHODS)}")
-        names = list(dict.fromkeys(names))
+        names = list(dict.fromkeys(method_name(m) for m in methods.split(",") if m.strip()))
+        if not names:
+            raise UsageError("--methods names no saliency method")
         proto = InsertionDeletionProtocol.preset(protocol)
         for flag, value in (("--n-images", n_images), ("--rise-masks", rise_masks), ("--batch-size", batch_size),
                             ("--grid-images", grid_images)):
@@ -270,8 +217,8 @@ def register(app: typer.Typer) -> None:
         given = _parse_options(data_options)
         model = load_model(checkpoint, map_location=dev)  # a missing, corrupted or foreign file: one line
         _check_classifier(model, checkpoint)
-        record = checkpoint_run_record(checkpoint, model.metadata)
-        data, split_seed, options, data_note = _training_data(record, data, given, split, override_data)
+        trained = checkpoint_run_record(checkpoint, model.metadata)
+        data, split_seed, options, data_note = _training_data(trained, data, given, split, override_data)
         if data_note["split_seed_from"] == "assumed":
             print(f"xairepro: warning: {checkpoint} does not record its data split seed and has no run.json "
                   "beside it; assuming seed 0", file=sys.stderr)
@@ -285,15 +232,16 @@ def register(app: typer.Typer) -> None:
         x, y = x.to(dev), y.to(dev)
 
         console = Console(stderr=True)
-        total = len(names) * -(-x.shape[0] // CHUNK)
         with Progress(TextColumn("[bold]saliency"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                       console=console, disable=not progress, transient=True) as bar:
-            task = bar.add_task("saliency", total=total)
-            rows, maps, results, settings = run_saliency(model, x, y, seg, methods=names, protocol=proto,
-                                               rise_masks=rise_masks, batch_size=batch_size, seed=seed,
-                                               target_layer=target_layer, progress=lambda: bar.advance(task))
-
-        import pandas as pd
+            task = bar.add_task("saliency", total=len(names))
+            ev = evaluate_saliency(model, x, y, names, {proto.name: proto}, masks=seg, batch_size=batch_size,
+                                   seed=seed, target_layer=target_layer,
+                                   options={"rise": {"n_masks": rise_masks}} if rise_masks else None,
+                                   progress=lambda _: bar.advance(task))
+        rows = [{k: v for k, v in row.items() if k != "protocol"} for row in ev.rows()]
+        maps = {m: ev.maps[m][proto.target].cpu() for m in names}
+        results = {m: ev.scores[m][proto.name] for m in names}
 
         out.mkdir(parents=True, exist_ok=True)
         with atomic_path(out / "per_image.csv") as tmp:
@@ -312,7 +260,7 @@ def register(app: typer.Typer) -> None:
                       path=out / "saliency_grid.png")
         insertion_deletion_curves(results, title=f"{data}: {checkpoint.name}", path=out / "curves.png")
         record = {"protocol": proto.to_dict(), "protocol_digest": proto.digest, "methods": names,
-                  "method_settings": settings,
+                  "method_settings": ev.explainers,
                   "checkpoint": str(checkpoint), "data": data, "split": split, "data_options": options,
                   "split_seed": split_seed, **data_note, "n_images": int(x.shape[0]), "seed": seed,
                   "device": str(dev), "torch": torch.__version__,
@@ -323,4 +271,3 @@ def register(app: typer.Typer) -> None:
         print(f"wrote {out}/saliency_grid.png, curves.png, per_image.csv, summary.csv, summary.md, maps.pt, "
               "protocol.json")
         return 0
-

@@ -22,11 +22,12 @@ def register(app: typer.Typer) -> None:
                                       "official source (same as --set data.options.download=true)."),
     ) -> int:
         """Train a model through the engine, print its final metrics and save it (out_dir/model.pt)."""
+        # lazy: start-up time of `xairepro --help`
         from rich.console import Console
         from rich.table import Table
 
         from xairepro.config import resolve_config
-        from xairepro.experiments.training import RunConfig, train_run
+        from xairepro.training import RunConfig, train_run
 
         overrides = list(overrides or []) + (["data.options.download=true"] if download else [])
         cfg = resolve_config(RunConfig, file=config, overrides=overrides)

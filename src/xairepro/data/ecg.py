@@ -16,6 +16,7 @@ from torch import Tensor
 
 from xairepro.data.class_names import ECG5000_NAMES, ECG_BINARY_NAMES
 from xairepro.data.dataset import ArraySource, TensorXDataset
+from xairepro.data.fetch import ECG5000_URL, downloader
 from xairepro.data.files import cached, locate, memo, missing_error
 from xairepro.data.info import DatasetInfo
 from xairepro.data.registry import LoadRequest, register_dataset
@@ -28,7 +29,6 @@ __all__ = ["ECG_LENGTH", "NORMAL_FRACTION", "ABNORMAL_KINDS", "generate_ecg"]
 ECG_LENGTH = 140
 #: Share of normal beats in ECG5000 (2,919 of 5,000).
 NORMAL_FRACTION = 2919 / 5000
-ECG5000_URL = "https://www.timeseriesclassification.com/aeon-toolkit/ECG5000.zip"
 
 #: Abnormal beat kinds of ``ecg-gen`` (kind 0 is normal).
 ABNORMAL_KINDS = ("ST elevation", "ST depression", "inverted T", "wide QRS", "premature QRS")
@@ -115,14 +115,10 @@ def _find_ecg5000(req: LoadRequest) -> tuple[Path, Path]:
 
     found = search()
     if found is None and req.download:
-        from torchvision.datasets.utils import download_and_extract_archive
-
         try:
-            r.mkdir(parents=True, exist_ok=True)
-            download_and_extract_archive(ECG5000_URL, download_root=str(r), extract_root=str(r / "ECG5000"))
-        except Exception as exc:  # noqa: BLE001
-            raise DataNotFoundError(f"downloading ECG5000 failed ({type(exc).__name__}); get {ECG5000_URL} "
-                                    f"and unzip it into {r / 'ECG5000'}") from None
+            downloader(req.name)(r)
+        except DataNotFoundError as exc:
+            raise DataNotFoundError(f"{exc}; or get {ECG5000_URL} and unzip it into {r / 'ECG5000'}") from None
         found = search()
     if found is None:
         raise missing_error("ECG5000", ["ECG5000_TRAIN and ECG5000_TEST as .ts, .tsv, .txt or .arff"],

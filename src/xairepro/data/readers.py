@@ -18,7 +18,7 @@ from torch import Tensor
 from xairepro.data.files import open_maybe_gz
 from xairepro.errors import UsageError
 
-__all__ = ["read_idx", "read_mnist", "read_cifar_batches", "read_cifar_meta", "read_svhn"]
+__all__ = ["read_idx", "idx_bytes", "read_mnist", "read_cifar_batches", "read_cifar_meta", "read_svhn"]
 
 #: idx magic numbers: 0x00000803 (ubyte, 3 dims) for images, 0x00000801 (ubyte, 1 dim) for labels.
 IDX_IMAGES_MAGIC = 2051
@@ -41,6 +41,15 @@ def read_idx(path: Path, expect_dims: int) -> np.ndarray:
     if len(data) - header != count:
         raise UsageError(f"{path}: header says {dims} ({count} bytes) but holds {len(data) - header} bytes")
     return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(dims)
+
+
+def idx_bytes(array: np.ndarray) -> bytes:
+    """A uint8 array as idx bytes (what :func:`read_idx` reads): magic 0x0000 08 ndim, big-endian dims, data."""
+    array = np.ascontiguousarray(array)
+    if array.dtype != np.uint8 or not 1 <= array.ndim <= 255:
+        raise UsageError(f"idx files here hold uint8 arrays of 1+ dims, got {array.dtype} with {array.ndim} dims")
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+    return header + array.tobytes()
 
 
 def read_mnist(images_path: Path, labels_path: Path) -> tuple[Tensor, Tensor]:

@@ -33,7 +33,7 @@ __all__ = ["load", "list_datasets", "dataset_info", "check_dataset_options", "re
 GENERIC_OPTIONS: dict[str, Any] = {"subset": None}
 
 #: Modules that register data sets when imported (real loaders first, then bundled/generated).
-_LOADER_MODULES = ("vision", "folders", "ecg", "dsprites", "digits", "shapes")
+_LOADER_MODULES = ("vision", "mnist_subset", "folders", "ecg", "dsprites", "digits", "shapes")
 
 
 @dataclass(frozen=True)

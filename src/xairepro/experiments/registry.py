@@ -10,23 +10,18 @@ import dataclasses
 import importlib
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
 
 from xairepro.errors import UsageError
-from xairepro.experiments.base import (
-    Cell, Claim, Context, Experiment, MetricSpec, Record, Results, TableSpec, Verdict,
-)
+from xairepro.experiments.base import Experiment
 
 __all__ = [
     "BUILTIN_EXPERIMENTS", "register_experiment", "unregister_experiment", "get_experiment",
-    "list_experiments", "select_experiments", "SmokeExperiment",
+    "list_experiments", "select_experiments",
 ]
 
 #: name -> "module:Class" of the experiments shipped with xairepro, in the order they run.
 BUILTIN_EXPERIMENTS: dict[str, str] = {
-    "smoke": "xairepro.experiments.registry:SmokeExperiment",
+    "smoke": "xairepro.experiments.smoke:SmokeExperiment",
     "labelfree-feature-consistency": "xairepro.experiments.labelfree_study.feature_consistency:FeatureConsistencyExperiment",
     "labelfree-example-consistency": "xairepro.experiments.labelfree_study.example_consistency:ExampleConsistencyExperiment",
     "labelfree-pretext": "xairepro.experiments.labelfree_study.pretext:PretextExperiment",
@@ -119,78 +114,3 @@ def select_experiments(names: Sequence[str], preset: str) -> list[Experiment]:
             if exp not in chosen:
                 chosen.append(exp)
     return chosen
-
-
-# --------------------------------------------------------------------------------------------------
-# The engine smoke run as an experiment: digits classifier + autoencoder trained through the engine.
-
-
-@dataclass
-class SmokeConfig:
-    """Seeds of the engine smoke run (one cell per seed)."""
-
-    seeds: list[int] = field(default_factory=lambda: [0])
-
-    def validate(self) -> None:
-        if not self.seeds:
-            raise UsageError("smoke: seeds must not be empty")
-        if len(set(self.seeds)) != len(self.seeds) or any(s < 0 for s in self.seeds):
-            raise UsageError(f"smoke: seeds must be distinct non-negative integers, got {list(self.seeds)}")
-
-
-def _classifier_learns(results: Results) -> Verdict:
-    acc = results.mean("classifier.test_accuracy")
-    return Verdict.decide(acc > SMOKE_MIN_ACCURACY, f"test accuracy {acc:.3f} vs threshold {SMOKE_MIN_ACCURACY}",
-                          accuracy=acc, threshold=SMOKE_MIN_ACCURACY)
-
-
-def _autoencoder_learns(results: Results) -> Verdict:
-    first, last = results.mean("autoencoder.first_train_loss"), results.mean("autoencoder.last_train_loss")
-    return Verdict.decide(last < first, f"training loss {first:.4g} -> {last:.4g}", first=first, last=last)
-
-
-#: The smoke classifier must beat this digits test accuracy (chance is 0.1).
-SMOKE_MIN_ACCURACY = 0.8
-
-
-class SmokeExperiment(Experiment):
-    """``xairepro.experiments.smoke.run_smoke`` per seed: checks the stack end to end on bundled digits."""
-
-    name = "smoke"
-    title = "Engine smoke run: digits classifier and denoising autoencoder"
-    study = "smoke"
-    reproduces = "no published table (end-to-end check of data, models and the training engine)"
-    config_class = SmokeConfig
-    presets = {"quick": {}}
-    metrics = {
-        "classifier.test_accuracy": MetricSpec("test accuracy", higher_is_better=True),
-        "classifier.test_loss": MetricSpec("test loss", higher_is_better=False),
-        "autoencoder.test_mse": MetricSpec("test MSE", higher_is_better=False),
-        "autoencoder.first_train_loss": MetricSpec("first-epoch train loss", higher_is_better=False),
-        "autoencoder.last_train_loss": MetricSpec("last-epoch train loss", higher_is_better=False),
-    }
-    tables = (
-        TableSpec("Digits classifier", ("classifier.test_accuracy", "classifier.test_loss")),
-        TableSpec("Denoising autoencoder", ("autoencoder.test_mse", "autoencoder.first_train_loss",
-                                            "autoencoder.last_train_loss")),
-    )
-
-    def cells(self, cfg: SmokeConfig) -> list[Cell]:
-        return [self.cell("digits", "engine", seed) for seed in cfg.seeds]
-
-    def run_cell(self, cell: Cell, ctx: Context) -> list[Record]:
-        from xairepro.experiments.smoke import run_smoke
-
-        values = run_smoke(Path(ctx.cache_dir), seed=cell.seed)
-        return [cell.record(metric, float(value)) for metric, value in sorted(values.items())]
-
-    def claims(self, cfg: SmokeConfig) -> list[Claim]:
-        return [
-            Claim("classifier-learns", f"The digits classifier beats {SMOKE_MIN_ACCURACY:.0%} test accuracy",
-                  _classifier_learns),
-            Claim("autoencoder-learns", "The denoising autoencoder's training loss decreases",
-                  _autoencoder_learns),
-        ]
-
-    def describe(self, cfg: Any) -> dict[str, Any]:
-        return {"data": "scikit-learn digits (bundled)", "models": "small-cnn classifier, mnist-ae (d=4)"}

@@ -22,12 +22,15 @@ import torch
 from torch import nn
 
 from xairepro.errors import UsageError
-from xairepro.explain._cam_utils import Target, check_images, normalize_maps, resolve_layer, resolve_targets
+from xairepro.explain.group_cam import GroupCAM
+from xairepro.explain.layers import resolve_layer
+from xairepro.explain.rise import RISE
+from xairepro.imaging import Target, check_images, normalize_maps, resolve_targets
 from xairepro.utils import preserved_state
 
 __all__ = [
     "GradCAM", "GradCAMPlusPlus", "ScoreCAM", "LayerCAM", "XGradCAM", "EigenCAM", "HiResCAM",
-    "SALIENCY_METHODS", "saliency_method",
+    "SALIENCY_CLASSES", "SALIENCY_METHODS", "METHOD_ALIASES", "method_name", "saliency_method",
 ]
 
 
@@ -60,18 +63,26 @@ class _GradCamLibraryMethod:
         self.batch_size = batch_size
 
     def _backend_class(self) -> type:
-        import pytorch_grad_cam
+        import pytorch_grad_cam  # lazy: it imports OpenCV; Group-CAM and RISE users do not pay for it
 
         return getattr(pytorch_grad_cam, self.backend)
 
     def __call__(self, x: torch.Tensor, target: Target = None) -> torch.Tensor:
-        """Saliency maps (B, H, W) in [0, 1] on ``x``'s device; ``target=None`` = predicted class."""
-        check_images(x, model=self.model)
+        """Saliency maps (B, H, W) in [0, 1] on ``x``'s device; ``target=None`` = predicted class.
+
+        The images go through the backend ``batch_size`` at a time (one forward and backward each).
+        """
+        check_images(x, type(self).__name__, model=self.model)
         batch = x.shape[0]
-        targets = None
-        if target is not None:
-            t = resolve_targets(target, None, batch, torch.device("cpu"))
-            targets = [_ClassTarget(int(c)) for c in t.tolist()]
+        classes = None if target is None else resolve_targets(target, None, batch, torch.device("cpu")).tolist()
+        maps = [self._maps(x[i:i + self.batch_size], None if classes is None else classes[i:i + self.batch_size])
+                for i in range(0, batch, self.batch_size)]
+        return torch.cat(maps) if len(maps) > 1 else maps[0]
+
+    def _maps(self, x: torch.Tensor, classes: list[int] | None) -> torch.Tensor:
+        """One backend call on a chunk of images (``classes``: one per image, or None for the prediction)."""
+        batch = x.shape[0]
+        targets = None if classes is None else [_ClassTarget(int(c)) for c in classes]
         cls = self._backend_class()
         with preserved_state(self.model), torch.enable_grad():
             cam: Any = None
@@ -136,27 +147,30 @@ class HiResCAM(_GradCamLibraryMethod):
     backend = "HiResCAM"
 
 
-#: Names accepted by :func:`saliency_method` and the CLI's ``--methods``.
-SALIENCY_METHODS: tuple[str, ...] = (
-    "gradcam", "gradcampp", "scorecam", "layercam", "xgradcam", "eigencam", "hirescam", "groupcam", "rise",
-)
-_ALIASES = {"gradcam++": "gradcampp", "grad-cam": "gradcam", "grad-cam++": "gradcampp", "group-cam": "groupcam"}
+#: The saliency methods by name: the one list (:func:`saliency_method`, the CLI's ``--methods``, the studies).
+SALIENCY_CLASSES: dict[str, type] = {
+    "gradcam": GradCAM, "gradcampp": GradCAMPlusPlus, "scorecam": ScoreCAM, "layercam": LayerCAM,
+    "xgradcam": XGradCAM, "eigencam": EigenCAM, "hirescam": HiResCAM, "groupcam": GroupCAM, "rise": RISE,
+}
+SALIENCY_METHODS: tuple[str, ...] = tuple(SALIENCY_CLASSES)
+#: Other spellings of the names above.
+METHOD_ALIASES: dict[str, str] = {"gradcam++": "gradcampp", "grad-cam": "gradcam", "grad-cam++": "gradcampp",
+                                  "group-cam": "groupcam"}
+
+
+def method_name(name: str) -> str:
+    """The name of :data:`SALIENCY_METHODS` that ``name`` spells (case, aliases); ``UsageError`` otherwise."""
+    key = name.lower().strip()
+    key = METHOD_ALIASES.get(key, key)
+    if key not in SALIENCY_METHODS:
+        raise UsageError(f"unknown saliency method {name!r}; choose from {', '.join(SALIENCY_METHODS)}")
+    return key
 
 
 def saliency_method(name: str, model: nn.Module, target_layer: nn.Module | str | None = None,
                     **options: Any) -> Any:
     """Build a saliency method by name (see ``SALIENCY_METHODS``); ``options`` go to its constructor."""
-    key = _ALIASES.get(name.lower().strip(), name.lower().strip())
-    cams = {"gradcam": GradCAM, "gradcampp": GradCAMPlusPlus, "scorecam": ScoreCAM, "layercam": LayerCAM,
-            "xgradcam": XGradCAM, "eigencam": EigenCAM, "hirescam": HiResCAM}
-    if key in cams:
-        return cams[key](model, target_layer, **options)
-    if key == "groupcam":
-        from xairepro.explain.group_cam import GroupCAM
-
-        return GroupCAM(model, target_layer, **options)
-    if key == "rise":
-        from xairepro.explain.rise import RISE
-
+    key = method_name(name)
+    if key == "rise":  # model-agnostic: no layer
         return RISE(model, **options)
-    raise UsageError(f"unknown saliency method {name!r}; choose from {', '.join(SALIENCY_METHODS)}")
+    return SALIENCY_CLASSES[key](model, target_layer, **options)

@@ -9,8 +9,8 @@ For activations A (B, K, h, w) of the target layer and Grad-CAM weights w_k = me
     a_g   = softmax(f(x_g))_c - softmax(f(blur(x)))_c         score from softmax differences
     S     = minmax(ReLU(sum_g a_g M~_g))                       (B, H, W) in [0, 1]
 
-All B x G blended images are scored as batched forwards of ``batch_size`` (None: 32 on the CPU, 256
-on a GPU) under inference mode.
+Images are explained ``batch_size`` at a time (None: 32 on the CPU, 256 on a GPU): one gradient pass, then
+their B x G blended images scored as batched forwards of ``batch_size`` under inference mode.
 A group whose upsampled map is constant gets a_g = 0.
 """
 
@@ -21,9 +21,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from xairepro.errors import UsageError
-from xairepro.explain._cam_utils import (
-    Target, activations_and_gradients, auto_batch_size, batched_forward, check_images, gaussian_blur, normalize_maps,
-    resolve_layer,
+from xairepro.explain.layers import activations_and_gradients, resolve_layer
+from xairepro.imaging import (
+    Target, auto_batch_size, batched_forward, check_images, gaussian_blur, normalize_maps, resolve_targets,
 )
 from xairepro.utils import preserved_state
 
@@ -81,10 +81,20 @@ class GroupCAM:
         return norm.view_as(maps), valid
 
     def __call__(self, x: torch.Tensor, target: Target = None) -> torch.Tensor:
-        """Saliency maps (B, H, W) in [0, 1] on ``x``'s device; ``target=None`` = predicted class."""
-        check_images(x, model=self.model)
-        b, _, h, w = x.shape
+        """Saliency maps (B, H, W) in [0, 1] on ``x``'s device; ``target=None`` = predicted class.
+
+        Images go ``batch_size`` at a time through the gradient pass and their blended images.
+        """
+        check_images(x, "GroupCAM", model=self.model)
         bs = self.batch_size or auto_batch_size(x.device)
+        if x.shape[0] <= bs:
+            return self._explain(x, target, bs)
+        classes = None if target is None else resolve_targets(target, None, x.shape[0], x.device)
+        return torch.cat([self._explain(x[i:i + bs], None if classes is None else classes[i:i + bs], bs)
+                          for i in range(0, x.shape[0], bs)])
+
+    def _explain(self, x: torch.Tensor, target: Target, bs: int) -> torch.Tensor:
+        b, _, h, w = x.shape
         with preserved_state(self.model):
             acts, grads, _logits, t = activations_and_gradients(self.model, self.target_layer, x, target)
             masks, valid = self.group_masks(acts, grads, (h, w))           # (B, G, H, W), (B, G)

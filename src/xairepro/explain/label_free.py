@@ -11,11 +11,17 @@ anchors at batch > 1.
 Per-unit maps |f_j(x) a_i(f_j, x)| use the same machinery: every captum method is linear in the
 explained scalar, so f_j(x) a_i(f_j, x) = a_i(<f_j(x) e_j, f(.)>, x); each example is repeated d
 times with weight vectors f_j(x) e_j in place of the anchor, all in one call.
+
+Memory: a method that expands every example to several rows (IG: ``n_steps``, GradientShap:
+``n_samples``) runs in passes of at most ``max_rows`` rows, by default as many as a memory budget
+allows for this model (:mod:`xairepro.explain.memory`): captum's ``internal_batch_size`` splits the
+steps, fewer examples go to each call.  The result is the unsplit one up to float rounding.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import inspect
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -27,6 +33,8 @@ from captum.attr import Attribution
 from torch import Tensor, nn
 
 from xairepro.errors import UsageError
+from xairepro.explain.memory import bytes_per_row, default_budget, rows_within
+from xairepro.imaging import gaussian_blur
 from xairepro.utils import make_generator, preserved_state
 
 #: Captum defaults the study used (SPEC 6): IG 50 steps, GradientShap 5 samples with stdevs 0, Saliency abs.
@@ -194,30 +202,37 @@ class LabelFreeAttribution:
 
     # ------------------------------------------------------------------ public
     def attribute(self, x: Tensor, baselines: BaselineLike = None, *, seed: int | None = 0,
-                  batch_size: int | None = None, **method_kwargs: Any) -> Tensor:
+                  batch_size: int | None = None, max_rows: int | None = None, memory_budget: int | None = None,
+                  **method_kwargs: Any) -> Tensor:
         """Label-free attributions b(f, x), shaped like ``x`` (for layers: like the layer, reduced).
 
         ``baselines``: None (captum's default, zeros), a number, one baseline shaped like an example
         (e.g. a data-set mean), one per example (B, ...), a distribution (N, ...) for GradientShap, or a
         callable of ``x`` (e.g. a Gaussian blur); ``"blur"`` = Gaussian blur 21 / sigma 5.  ``seed``
-        fixes every random draw.  ``batch_size``: explain at most this many examples per captum call
-        (memory; the result does not change).  Other keywords go to the captum method (``n_steps``,
-        ``internal_batch_size``, ``n_samples``, ``stdevs`` ...).
+        fixes every random draw.  ``batch_size``: explain at most this many examples per captum call.
+        ``max_rows``: rows (examples x steps or samples) per forward/backward pass; default: as many as
+        ``memory_budget`` bytes allow (default :func:`~xairepro.explain.memory.default_budget`).  Neither
+        changes the result beyond float rounding.  Other keywords go to the captum method (``n_steps``,
+        ``internal_batch_size`` (then used as given), ``n_samples``, ``stdevs`` ...).
         """
         x = self._check_input(x)
         with preserved_state(self.encoder, eval_mode=True):
-            with torch.no_grad():
-                anchors = latent_of(self.encoder, x).detach()
+            cap = self._row_cap(x, max_rows, memory_budget)
+            anchors = self._latents(x, cap)
             resolved = self._resolve_baselines(baselines, x)
-            return self._in_chunks(x, anchors, resolved, seed, method_kwargs, batch_size)
+            return self._in_chunks(x, anchors, resolved, seed, method_kwargs, batch_size, cap)
 
     def attribute_per_unit(self, x: Tensor, baselines: BaselineLike = None, *, seed: int | None = 0,
-                           batch_size: int | None = None, **method_kwargs: Any) -> Tensor:
-        """Per-unit maps |f_j(x) a_i(f_j, x)|, shaped (B, d, *x.shape[1:]) (layers: layer-shaped)."""
+                           batch_size: int | None = None, max_rows: int | None = None,
+                           memory_budget: int | None = None, **method_kwargs: Any) -> Tensor:
+        """Per-unit maps |f_j(x) a_i(f_j, x)|, shaped (B, d, *x.shape[1:]) (layers: layer-shaped).
+
+        ``batch_size`` counts (example, unit) rows; ``max_rows`` and ``memory_budget`` as in :meth:`attribute`.
+        """
         x = self._check_input(x)
         with preserved_state(self.encoder, eval_mode=True):
-            with torch.no_grad():
-                z = latent_of(self.encoder, x).detach()
+            cap = self._row_cap(x, max_rows, memory_budget)
+            z = self._latents(x, cap)
             n, d = z.shape
             weights = torch.diag_embed(z).reshape(n * d, d)  # row (b, j) = f_j(x_b) e_j
             base, kind = self._resolve_baselines(baselines, x)
@@ -226,7 +241,7 @@ class LabelFreeAttribution:
             method_kwargs = {**method_kwargs, **{k: v.repeat_interleave(d, dim=0) for k, v in
                                                  _per_example_kwargs(method_kwargs, n).items()}}
             rows = x.repeat_interleave(d, dim=0)
-            out = self._in_chunks(rows, weights, (base, kind), seed, method_kwargs, batch_size)
+            out = self._in_chunks(rows, weights, (base, kind), seed, method_kwargs, batch_size, cap)
         return out.reshape(n, d, *out.shape[1:]).abs()
 
     # ------------------------------------------------------------------ internals
@@ -255,9 +270,7 @@ class LabelFreeAttribution:
         if isinstance(baselines, str):
             if baselines != "blur":
                 raise UsageError(f"unknown baseline {baselines!r}; use 'blur', a tensor or a callable")
-            from xairepro.metrics.consistency import gaussian_blur
-
-            baselines = gaussian_blur
+            baselines = functools.partial(gaussian_blur, strict=True)   # the study's 21 x 21, sigma 5 blur
         if callable(baselines) and not isinstance(baselines, Tensor):
             b = baselines(x)
             if not isinstance(b, Tensor) or b.shape != x.shape:
@@ -289,9 +302,48 @@ class LabelFreeAttribution:
             f"(only GradientShap draws from a distribution of baselines)"
         )
 
+    def _latents(self, x: Tensor, cap: int | None) -> Tensor:
+        """f(x) without gradients, ``cap`` rows at a time."""
+        step = x.shape[0] if cap is None else cap
+        with torch.no_grad():
+            return torch.cat([latent_of(self.encoder, x[s:s + step]) for s in range(0, x.shape[0], step)]).detach()
+
+    def _row_cap(self, x: Tensor, max_rows: int | None, memory_budget: int | None) -> int | None:
+        """Rows per pass: ``max_rows``, else what ``memory_budget`` allows for this model (None: no cap, for
+        methods whose random draws depend on the batch, so that splitting it would change the result)."""
+        if max_rows is not None:
+            if isinstance(max_rows, bool) or not isinstance(max_rows, int) or max_rows < 1:
+                raise UsageError(f"max_rows must be a positive int, got {max_rows!r}")
+            return max_rows
+        if issubclass(self.method_class, captum_attr.LayerGradientShap):
+            return None  # captum draws its samples from the global RNG for the whole batch at once
+        budget = default_budget(x.device) if memory_budget is None else memory_budget
+        g = _InnerProduct(self.encoder)
+        with torch.no_grad():
+            anchor = latent_of(self.encoder, x[:1])
+        per_row = bytes_per_row(lambda rows: g(rows, anchor.expand(rows.shape[0], -1)), x)
+        return rows_within(budget, per_row)
+
+    def _expansion(self, kwargs: dict[str, Any]) -> tuple[int, int]:
+        """(rows per example in one call, rows per example the method's ``internal_batch_size`` cannot split:
+        2 for LayerConductance's step pairs, else 1; 0 when the method has no ``internal_batch_size``)."""
+        if self._own_gradient_shap:
+            return int(kwargs.get("n_samples", GRADIENT_SHAP_SAMPLES)), 1
+        params = inspect.signature(self.method_class.attribute).parameters
+        if "perturbations_per_eval" in params:
+            return int(kwargs.get("perturbations_per_eval", 1)), 0
+        for name in ("n_steps", "n_samples"):
+            if name in params:
+                default = params[name].default
+                steps = int(kwargs.get(name, default if isinstance(default, int) else 1))
+                split = 2 if issubclass(self.method_class, captum_attr.LayerConductance) else 1
+                return steps, split if "internal_batch_size" in params else 0
+        return (2 if issubclass(self.method_class, captum_attr.DeepLift) else 1), 0
+
     def _in_chunks(self, x: Tensor, weights: Tensor, resolved: tuple[Tensor | None, str], seed: int | None,
-                   kwargs: dict[str, Any], batch_size: int | None) -> Tensor:
-        """``_attribute_rows`` over chunks of at most ``batch_size`` rows (all at once for None).
+                   kwargs: dict[str, Any], batch_size: int | None, max_rows: int | None = None) -> Tensor:
+        """``_attribute_rows`` over chunks of at most ``batch_size`` examples (all at once for None), each
+        pass through the model at most ``max_rows`` rows (examples x steps or samples).
 
         Lime and KernelShap always run row by row: captum fits one surrogate per example anyway, drawing
         from the global RNG in turn, so only a per-row seed makes a row's result independent of its batch.
@@ -300,6 +352,13 @@ class LabelFreeAttribution:
             raise UsageError(f"batch_size must be >= 1, got {batch_size}")
         if issubclass(self.method_class, captum_attr.LimeBase):
             batch_size = 1
+        if max_rows is not None:
+            expand, unsplit = self._expansion(kwargs)
+            if unsplit and "internal_batch_size" not in kwargs:  # captum splits the steps: rows <= max_rows
+                batch_size = min(batch_size or x.shape[0], max(1, max_rows // unsplit))
+                kwargs = {**kwargs, "internal_batch_size": max(max_rows, unsplit * batch_size)}
+            elif not unsplit:
+                batch_size = min(batch_size or x.shape[0], max(1, max_rows // max(1, expand)))
         if batch_size is None or int(batch_size) >= x.shape[0]:
             return self._attribute_rows(x, weights, resolved, seed, kwargs)
         base, kind = resolved

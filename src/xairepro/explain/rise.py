@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from xairepro.errors import UsageError
-from xairepro.explain._cam_utils import Target, batched_forward, check_images, normalize_maps, resolve_targets
+from xairepro.imaging import Target, batched_forward, check_images, normalize_maps, resolve_targets
 from xairepro.utils import make_generator, preserved_state, progress
 
 __all__ = ["RISE", "generate_rise_masks", "N_MASKS", "CELL_SIZE", "P1", "BATCH_SIZE"]
@@ -119,7 +119,7 @@ class RISE:
 
     def __call__(self, x: torch.Tensor, target: Target = None) -> torch.Tensor:
         """Saliency maps (B, H, W) on ``x``'s device (in [0, 1] unless ``normalize=False``)."""
-        check_images(x, model=self.model)
+        check_images(x, "RISE", model=self.model)
         b, _, h, w = x.shape
         masks = self.masks_for((h, w), x.device)
         n = masks.shape[0]

@@ -1,77 +1,60 @@
 """Metrics: insertion/deletion, soft IoU, similarity rates, consistency curves, ROAR, map statistics.
 
-Each metric states whether higher is better (``HIGHER_IS_BETTER``) so tables can mark arrows.
-Names are imported lazily.
+Each score states whether higher is better (``HIGHER_IS_BETTER``; :func:`higher_is_better` reads a record's
+metric name): the report's arrows and the studies' claim rules take the direction from here.  The
+submodules are imported here (they need nothing beyond torch), so ``xairepro.metrics.roar`` is always the
+function even where the submodule of the same name was imported first.
 """
 
 from __future__ import annotations
 
-import importlib
-import sys
-import types
-from typing import Any
+from xairepro.metrics.consistency import feature_consistency, topk_masks
+from xairepro.metrics.correlation import (
+    active_units,
+    attribution_entropy,
+    cosine_offdiagonal,
+    pearson_matrix,
+    pearson_offdiagonal,
+    spearman_offdiagonal,
+)
+from xairepro.metrics.insertion_deletion import (
+    PROTOCOL_PRESETS,
+    InsertionDeletionProtocol,
+    InsertionDeletionResult,
+    insertion_deletion,
+)
+from xairepro.metrics.iou import soft_iou
+from xairepro.metrics.roar import roar
+from xairepro.metrics.similarity import similarity_rates
 
-_EXPORTS: dict[str, str] = {
-    "insertion_deletion": "xairepro.metrics.insertion_deletion",
-    "InsertionDeletionProtocol": "xairepro.metrics.insertion_deletion",
-    "InsertionDeletionResult": "xairepro.metrics.insertion_deletion",
-    "soft_iou": "xairepro.metrics.iou",
-    "similarity_rates": "xairepro.metrics.similarity",
-    "feature_consistency": "xairepro.metrics.consistency",
-    "topk_masks": "xairepro.metrics.consistency",
-    "roar": "xairepro.metrics.roar",
-    "pearson_offdiagonal": "xairepro.metrics.correlation",
-    "pearson_matrix": "xairepro.metrics.correlation",
-    "spearman_offdiagonal": "xairepro.metrics.correlation",
-    "cosine_offdiagonal": "xairepro.metrics.correlation",
-    "attribution_entropy": "xairepro.metrics.correlation",
-    "active_units": "xairepro.metrics.correlation",
-}
-
-#: Direction of every named score, for tables and claims (Quantus-style metadata).
+#: Direction of every named score, for tables and claims (Quantus-style metadata); the keys are the score
+#: names records use (``gradcam.overall`` and ``petsiuk.rise.deletion`` are scores ``overall`` and ``deletion``).
 HIGHER_IS_BETTER: dict[str, bool] = {
     "accuracy": True,
     "insertion": True,
     "deletion": False,
     "overall": True,
     "soft_iou": True,
-    "similarity_rate_most": True,
-    "similarity_rate_least": False,
+    "similarity_most": True,
+    "similarity_least": False,
     "latent_shift": True,
     "test_loss": False,
 }
 
-__all__ = sorted(_EXPORTS) + ["HIGHER_IS_BETTER"]
+
+def higher_is_better(metric: str) -> bool | None:
+    """Direction of a record's metric: its score is the last dotted part without an ``@P%`` suffix, or the
+    longest known score it starts with (``soft_iou_batch`` -> ``soft_iou``); None when none is known."""
+    score = metric.rpartition(".")[2].partition("@")[0]
+    if score in HIGHER_IS_BETTER:
+        return HIGHER_IS_BETTER[score]
+    known = sorted((k for k in HIGHER_IS_BETTER if score.startswith(k + "_")), key=len, reverse=True)
+    return HIGHER_IS_BETTER[known[0]] if known else None
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'xairepro.metrics' has no attribute {name!r}")
-    mod = importlib.import_module(module)
-    # bind every name of that module: importing a submodule named like one of its functions
-    # (``insertion_deletion``) sets the package attribute to the submodule, shadowing the function
-    for other, where in _EXPORTS.items():
-        if where == module and hasattr(mod, other):
-            globals()[other] = getattr(mod, other)
-    value = getattr(mod, name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return __all__
-
-
-class _Package(types.ModuleType):
-    """Importing a submodule named like its function (``roar``, ``insertion_deletion``) sets the package
-    attribute to the submodule; bind the function instead, so ``from xairepro.metrics import roar`` is
-    always the function (``from xairepro.metrics.roar import ...`` still works through sys.modules)."""
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        if isinstance(value, types.ModuleType) and _EXPORTS.get(name) == value.__name__:
-            value = getattr(value, name, value)
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package
+__all__ = [
+    "insertion_deletion", "InsertionDeletionProtocol", "InsertionDeletionResult", "PROTOCOL_PRESETS", "soft_iou",
+    "similarity_rates", "feature_consistency", "topk_masks", "roar", "pearson_offdiagonal", "pearson_matrix",
+    "spearman_offdiagonal", "cosine_offdiagonal", "attribution_entropy", "active_units", "HIGHER_IS_BETTER",
+    "higher_is_better",
+]

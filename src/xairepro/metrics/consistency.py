@@ -13,17 +13,14 @@ import math
 from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from xairepro.errors import UsageError
+from xairepro.imaging import gaussian_blur
 from xairepro.utils import make_generator, preserved_state
 
 #: The study's fractions of features perturbed (SPEC 6).
 FRACTIONS: tuple[float, ...] = (0.05, 0.1, 0.2, 0.5, 0.8, 1.0)
-#: The study's CIFAR blur (kernel 21, sigma 5), applied in pixel space.
-BLUR_KERNEL = 21
-BLUR_SIGMA = 5.0
 
 
 def _channel_dim(ndim: int) -> int | None:
@@ -98,47 +95,12 @@ def random_attributions(x: Tensor, seed: int | None = 0) -> Tensor:
     return torch.rand(x.shape, generator=gen, dtype=torch.float64).to(x.device)
 
 
-def _gaussian_kernel(size: int, sigma: float, dtype: torch.dtype, device: torch.device) -> Tensor:
-    half = (size - 1) / 2
-    t = torch.linspace(-half, half, size, dtype=torch.float64)
-    k = torch.exp(-0.5 * (t / sigma) ** 2)
-    return (k / k.sum()).to(device=device, dtype=dtype)
-
-
-def gaussian_blur(x: Tensor, kernel_size: int = BLUR_KERNEL, sigma: float = BLUR_SIGMA) -> Tensor:
-    """Separable Gaussian blur with reflect padding, in pixel space.
-
-    Images (N, C, H, W) are blurred over H and W; series (N, T, C) over T.  Needs every blurred side
-    larger than kernel_size // 2 (reflect padding).
-    """
-    if kernel_size < 1 or kernel_size % 2 == 0 or sigma <= 0:
-        raise UsageError(f"blur needs an odd kernel_size >= 1 and sigma > 0, got {kernel_size}, {sigma}")
-    pad = kernel_size // 2
-    k = _gaussian_kernel(kernel_size, sigma, x.dtype, x.device)
-    if x.ndim == 4:
-        n, c, h, w = x.shape
-        if min(h, w) <= pad:
-            raise UsageError(f"a blur kernel of {kernel_size} needs images larger than {pad} px, got {h} x {w}")
-        y = F.pad(x.reshape(n * c, 1, h, w), (pad, pad, pad, pad), mode="reflect")
-        y = F.conv2d(y, k.view(1, 1, 1, -1))
-        y = F.conv2d(y, k.view(1, 1, -1, 1))
-        return y.reshape(n, c, h, w)
-    if x.ndim == 3:
-        n, t, c = x.shape
-        if t <= pad:
-            raise UsageError(f"a blur kernel of {kernel_size} needs series longer than {pad} steps, got {t}")
-        y = x.permute(0, 2, 1).reshape(n * c, 1, t)
-        y = F.conv1d(F.pad(y, (pad, pad), mode="reflect"), k.view(1, 1, -1))
-        return y.reshape(n, c, t).permute(0, 2, 1)
-    raise UsageError(f"blur works on images (N, C, H, W) or series (N, T, C), got shape {tuple(x.shape)}")
-
-
 def _replacement(x: Tensor, replacement: str | Tensor | float) -> Tensor:
     if isinstance(replacement, str):
         if replacement == "zeros":
             return torch.zeros_like(x[:1])
-        if replacement == "blur":
-            return gaussian_blur(x)
+        if replacement == "blur":   # the study's CIFAR blur (21 x 21, sigma 5)
+            return gaussian_blur(x, strict=True)
         raise UsageError(f"unknown replacement {replacement!r}; use 'zeros', 'blur', a number or a tensor")
     if isinstance(replacement, (int, float)):
         return torch.full_like(x[:1], float(replacement))
@@ -173,7 +135,8 @@ def feature_consistency(encoder: nn.Module, x: Tensor, attributions: Tensor | st
     positions, (N, H, W) / (N, T)), or ``"random"`` for the Random control (drawn with ``seed``).
     ``replacement``: "zeros" (black), "blur" (Gaussian 21 / sigma 5 of x), a number, or a baseline
     tensor shaped like x or like one example.  Returns (F,) means, or (F, N) with ``reduction="none"``.
-    The encoder runs in eval mode under ``no_grad``; its state is restored.
+    The encoder runs in eval mode under ``no_grad``, at most ``batch_size`` rows per pass (the F masked
+    copies of a batch included); its state is restored.
     """
     if not isinstance(x, Tensor) or x.ndim < 2 or x.shape[0] == 0:
         raise UsageError(f"x must be a non-empty batch tensor, got {getattr(x, 'shape', type(x).__name__)}")
@@ -200,8 +163,10 @@ def feature_consistency(encoder: nn.Module, x: Tensor, attributions: Tensor | st
             xb, rb = x[part], repl[part] if repl.shape[0] > 1 else repl
             z = _latent(encoder, xb)
             masks = (ranks[part].unsqueeze(0) < counts.view(-1, 1, 1)).reshape(len(values), xb.shape[0], *spatial)
-            x_p = mask_inputs(xb, masks, rb)  # (F, n, ...): every fraction at once
-            z_p = _latent(encoder, x_p.reshape(-1, *x.shape[1:])).reshape(len(values), xb.shape[0], -1)
+            x_p = mask_inputs(xb, masks, rb).reshape(-1, *x.shape[1:])  # (F n, ...): every fraction at once
+            step = int(batch_size)  # at most batch_size rows per pass
+            z_p = torch.cat([_latent(encoder, x_p[i:i + step]) for i in range(0, x_p.shape[0], step)])
+            z_p = z_p.reshape(len(values), xb.shape[0], -1)
             shifts[:, part] = ((z.unsqueeze(0) - z_p) ** 2).sum(-1).double()
     return shifts.mean(1) if reduction == "mean" else shifts
 

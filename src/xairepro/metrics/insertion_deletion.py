@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -27,11 +28,13 @@ from torch import nn
 
 from xairepro.config import config_hash
 from xairepro.errors import UsageError
-from xairepro.explain._cam_utils import (auto_batch_size, batched_forward, check_images, check_maps, gaussian_blur,
-                                         resolve_targets)
+from xairepro.imaging import (
+    BLUR_SIGMA, auto_batch_size, batched_forward, check_images, check_maps, gaussian_blur, resolve_targets,
+)
 from xairepro.utils import preserved_state, progress
 
-__all__ = ["InsertionDeletionProtocol", "InsertionDeletionResult", "insertion_deletion", "pixel_ranks"]
+__all__ = ["InsertionDeletionProtocol", "InsertionDeletionResult", "insertion_deletion", "pixel_ranks",
+           "PROTOCOL_PRESETS"]
 
 #: Steps when neither ``pixels_per_step`` nor ``n_steps`` is given (Petsiuk: step = ceil(HW / 28)).
 DEFAULT_N_STEPS = 28
@@ -43,7 +46,9 @@ class InsertionDeletionProtocol:
 
     Exactly one of ``pixels_per_step`` and ``n_steps`` is set; with ``n_steps`` the step is
     ceil(HW / n_steps) pixels.  When neither is given, ``n_steps = 28`` (Petsiuk's step), so
-    ``InsertionDeletionProtocol(pixels_per_step=10)`` alone is valid (SPEC 9).  Substrates are in pixel
+    ``InsertionDeletionProtocol(pixels_per_step=10)`` alone is valid (SPEC 9).  A preset is adjusted like
+    any dataclass: ``dataclasses.replace(InsertionDeletionProtocol.petsiuk(), pixels_per_step=16)`` gives
+    16 px steps (the one of ``pixels_per_step`` / ``n_steps`` the call sets wins).  Substrates are in pixel
     space ([0, 1] images; models carry their own normalisation): "zeros" is black, "blur" is a Gaussian
     blur (``blur_kernel``, ``blur_sigma``, reflected borders) of the image itself.
     """
@@ -52,7 +57,7 @@ class InsertionDeletionProtocol:
     n_steps: int | None = None
     insertion_start: str = "blur"
     blur_kernel: int = 11
-    blur_sigma: float = 5.0
+    blur_sigma: float = BLUR_SIGMA
     deletion_end: str = "zeros"
     target: str = "predicted"
     score: str = "softmax"
@@ -60,8 +65,16 @@ class InsertionDeletionProtocol:
     include_final: bool = True
     pixel_space: bool = True
     name: str = "custom"
+    #: (pixels_per_step, n_steps) as resolved: ``dataclasses.replace`` carries it over, so a copy whose
+    #: call sets one of the two knows which one was set and drops the other.
+    _steps: tuple[int | None, int | None] = field(default=(None, None), repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        if self.pixels_per_step is not None and self.n_steps is not None and any(self._steps):
+            if self.pixels_per_step == self._steps[0] and self.n_steps != self._steps[1]:
+                object.__setattr__(self, "pixels_per_step", None)    # replace(..., n_steps=k)
+            elif self.n_steps == self._steps[1] and self.pixels_per_step != self._steps[0]:
+                object.__setattr__(self, "n_steps", None)            # replace(..., pixels_per_step=k)
         if self.pixels_per_step is None and self.n_steps is None:
             object.__setattr__(self, "n_steps", DEFAULT_N_STEPS)
         if (self.pixels_per_step is None) == (self.n_steps is None):
@@ -83,12 +96,13 @@ class InsertionDeletionProtocol:
         if not self.pixel_space:
             raise UsageError("only pixel-space substrates are supported (images in [0, 1], "
                              "normalisation inside the model)")
+        object.__setattr__(self, "_steps", (self.pixels_per_step, self.n_steps))
 
     @classmethod
     def petsiuk(cls) -> InsertionDeletionProtocol:
         """Petsiuk et al.: softmax of the predicted class, 11x11 sigma-5 blur start, zeros end,
         step = ceil(HW / 28), uniform trapezoid over all n_steps + 1 points."""
-        return cls(pixels_per_step=None, n_steps=28, insertion_start="blur", blur_kernel=11, blur_sigma=5.0,
+        return cls(pixels_per_step=None, n_steps=28, insertion_start="blur", blur_kernel=11, blur_sigma=BLUR_SIGMA,
                    deletion_end="zeros", target="predicted", score="softmax", auc_x="uniform",
                    include_final=True, name="petsiuk")
 
@@ -96,19 +110,17 @@ class InsertionDeletionProtocol:
     def lico_fact(cls) -> InsertionDeletionProtocol:
         """The LICO reproduction (lico-fact): label probability, 9x9 sigma-5 blur, 10 px steps, and, as
         its code did, the fully replaced image never scored (``include_final=False``)."""
-        return cls(pixels_per_step=10, n_steps=None, insertion_start="blur", blur_kernel=9, blur_sigma=5.0,
+        return cls(pixels_per_step=10, n_steps=None, insertion_start="blur", blur_kernel=9, blur_sigma=BLUR_SIGMA,
                    deletion_end="zeros", target="label", score="softmax", auc_x="uniform",
                    include_final=False, name="lico-fact")
 
     @classmethod
     def preset(cls, name: str) -> InsertionDeletionProtocol:
-        """A preset by name: ``"petsiuk"`` or ``"lico-fact"``."""
+        """A preset by name, one of :data:`PROTOCOL_PRESETS` (``"petsiuk"``, ``"lico-fact"``)."""
         key = name.lower().replace("_", "-")
-        if key == "petsiuk":
-            return cls.petsiuk()
-        if key == "lico-fact":
-            return cls.lico_fact()
-        raise UsageError(f"unknown insertion/deletion protocol {name!r}; choose petsiuk or lico-fact")
+        if key not in PROTOCOL_PRESETS:
+            raise UsageError(f"unknown insertion/deletion protocol {name!r}; choose {' or '.join(PROTOCOL_PRESETS)}")
+        return PROTOCOL_PRESETS[key]()
 
     def step_pixels(self, n_pixels: int) -> int:
         """Pixels replaced per step for an image of ``n_pixels`` = H * W."""
@@ -124,13 +136,20 @@ class InsertionDeletionProtocol:
         return counts if self.include_final else counts[:-1]
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict of every field."""
-        return dataclasses.asdict(self)
+        """JSON-ready dict of every field (the private ``_steps`` left out)."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if not f.name.startswith("_")}
 
     @property
     def digest(self) -> str:
         """Stable 16-hex hash of ``to_dict()`` (independent of the Python hash seed)."""
         return config_hash(self.to_dict())
+
+
+#: The protocol presets by name (the one list: ``preset()``, the CLI and the studies read it).
+PROTOCOL_PRESETS: dict[str, Callable[[], InsertionDeletionProtocol]] = {
+    "petsiuk": InsertionDeletionProtocol.petsiuk,
+    "lico-fact": InsertionDeletionProtocol.lico_fact,
+}
 
 
 @dataclass
@@ -191,7 +210,7 @@ def insertion_deletion(model: nn.Module, x: torch.Tensor, saliency: torch.Tensor
         protocol = InsertionDeletionProtocol.preset(protocol)
     if not isinstance(protocol, InsertionDeletionProtocol):
         raise UsageError(f"protocol must be an InsertionDeletionProtocol, got {type(protocol).__name__}")
-    check_images(x)
+    check_images(x, "insertion_deletion")
     if batch_size is None:
         batch_size = auto_batch_size(x.device)
     if batch_size < 1:

@@ -74,7 +74,7 @@ def roar(model: nn.Module, objective: Any, x_train: Tensor, x_test: Tensor,
     (``<method>/p<percent>``), so an interrupted ROAR resumes.  ``metric``: the key of
     ``Engine.evaluate`` reported.  Returns a ``RoarResult``.
     """
-    from xairepro.train import Engine, TrainConfig
+    from xairepro.train import Engine, TrainConfig  # lazy: importing xairepro.metrics must not load lightning
 
     values = check_fractions(fractions)
     if not attributions:

@@ -18,9 +18,7 @@ from xairepro.errors import UsageError
 #: Shares of the training set selected in the original study (5 % ... 100 %).
 DEFAULT_FRACTIONS = (0.05, 0.1, 0.2, 0.5, 0.7, 1.0)
 
-HIGHER_IS_BETTER = {"most": True, "least": False}
-
-__all__ = ["similarity_rates", "ks_from_fractions", "DEFAULT_FRACTIONS", "HIGHER_IS_BETTER"]
+__all__ = ["similarity_rates", "ks_from_fractions", "DEFAULT_FRACTIONS"]
 
 
 def ks_from_fractions(n_train: int, fractions: Sequence[float] = DEFAULT_FRACTIONS) -> list[int]:

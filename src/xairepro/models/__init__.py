@@ -10,7 +10,8 @@ final BN + activation), ``forward_head``, ``cam_layer``, ``num_classes``, ``inpu
 ``reparameterize``, ``decode`` and ``.encoder`` mapping x -> mu.
 """
 
-from xairepro.models.common import ImageClassifier, ImageModule, Normalize, check_images
+from xairepro.imaging import check_images
+from xairepro.models.common import ImageClassifier, ImageModule, Normalize
 from xairepro.models.registry import (
     ModelInfo,
     build_model,

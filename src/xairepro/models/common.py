@@ -12,8 +12,9 @@ import torch
 from torch import nn
 
 from xairepro.errors import UsageError
+from xairepro.imaging import check_images
 
-__all__ = ["Normalize", "ImageModule", "ImageClassifier", "check_images", "plural"]
+__all__ = ["Normalize", "ImageModule", "ImageClassifier", "plural"]
 
 
 def plural(n: int, word: str) -> str:
@@ -64,29 +65,6 @@ class Normalize(nn.Module):
         return f"mean={self.mean.flatten().tolist()}, std={self.std.flatten().tolist()}"
 
 
-def check_images(x: object, *, model: str, channels: int, size: tuple[int, int] | None = None,
-                 min_size: int = 1) -> None:
-    """Raise :class:`UsageError` unless ``x`` is a float batch (B, channels, H, W) of an accepted size.
-
-    ``size`` fixes (H, W) exactly; otherwise both sides must be at least ``min_size``.
-    """
-    if not isinstance(x, torch.Tensor):
-        raise UsageError(f"{model} expects a tensor of images, got {type(x).__name__}")
-    if x.ndim != 4:
-        hint = " (add a batch dimension with x.unsqueeze(0))" if x.ndim == 3 else ""
-        raise UsageError(f"{model} expects a batch of images shaped (B, {channels}, H, W), "
-                         f"got shape {tuple(x.shape)}{hint}")
-    if not x.is_floating_point():
-        raise UsageError(f"{model} expects float images in [0, 1], got dtype {x.dtype}")
-    if x.shape[1] != channels:
-        raise UsageError(f"{model} expects {channels}-channel images, got {plural(int(x.shape[1]), 'channel')}")
-    h, w = int(x.shape[2]), int(x.shape[3])
-    if size is not None and (h, w) != tuple(size):
-        raise UsageError(f"{model} expects {size[0]} x {size[1]} images, got {h} x {w}")
-    if h < min_size or w < min_size:
-        raise UsageError(f"{model} expects images of at least {min_size} x {min_size} pixels, got {h} x {w}")
-
-
 class ImageModule(nn.Module):
     """Base of modules that take images (B, C, H, W): records what they accept and checks it.
 
@@ -102,7 +80,8 @@ class ImageModule(nn.Module):
     def check_input(self, x: torch.Tensor) -> None:
         """Raise :class:`UsageError` in the user's terms when ``x`` does not fit this model."""
         size = None if self.input_shape is None else (self.input_shape[1], self.input_shape[2])
-        check_images(x, model=self.model_name, channels=self.in_channels, size=size, min_size=self.min_size)
+        check_images(x, self.model_name, channels=self.in_channels, size=size, min_size=self.min_size,
+                     strict=False)
 
 
 class ImageClassifier(ImageModule):

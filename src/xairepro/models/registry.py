@@ -88,19 +88,12 @@ def register_model(name: str, *, kind: str, description: str, input_shape: tuple
     return decorate
 
 
-def _ensure_loaded() -> None:
-    # The model modules register themselves on import; importing the package imports them all.
-    import xairepro.models  # noqa: F401
-
-
 def list_models() -> list[ModelInfo]:
     """Every registered model, sorted by name."""
-    _ensure_loaded()
     return [_REGISTRY[k].info for k in sorted(_REGISTRY)]
 
 
 def _lookup(name: object) -> tuple[str, _Entry, dict[str, int]]:
-    _ensure_loaded()
     if not isinstance(name, str) or not name.strip():
         raise UsageError(f"a model name must be a non-empty string, got {name!r}")
     key = name.strip().lower()

@@ -55,7 +55,7 @@ def md_code(text: Any) -> str:
 
 
 def _environment() -> jinja2.Environment:
-    env = jinja2.Environment(loader=jinja2.PackageLoader("xairepro.report", "templates"),
+    env = jinja2.Environment(loader=jinja2.PackageLoader(__package__ or "", "templates"),
                              autoescape=True, undefined=jinja2.StrictUndefined,
                              trim_blocks=True, lstrip_blocks=True)
     env.globals["fmt"] = fmt

@@ -8,28 +8,22 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
+from matplotlib.figure import Figure
 
 from xairepro.errors import UsageError
-from xairepro.utils import atomic_path
+from xairepro.utils import save_figure
 
 if TYPE_CHECKING:
-    from matplotlib.figure import Figure
+    from xairepro.metrics import InsertionDeletionResult
 
-    from xairepro.metrics.insertion_deletion import InsertionDeletionResult
+__all__ = ["saliency_grid", "insertion_deletion_curves"]
 
-__all__ = ["saliency_grid", "insertion_deletion_curves", "save_figure"]
-
-
-def save_figure(fig: Figure, path: str | os.PathLike[str], dpi: int = 120) -> Path:
-    """Write ``fig`` as a PNG to ``path`` atomically; return the path."""
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight")
-    return Path(path)
+#: Resolution of the saliency figures.
+DPI = 120
 
 
 def _image_array(img: torch.Tensor) -> np.ndarray:
@@ -45,8 +39,6 @@ def saliency_grid(images: torch.Tensor, maps: Mapping[str, torch.Tensor], *, row
                   alpha: float = 0.5, cmap: str = "jet", cell_inches: float = 1.6,
                   path: str | os.PathLike[str] | None = None) -> Figure:
     """Grid with one row per image: the image, then each method's map over it (``alpha`` blend)."""
-    from matplotlib.figure import Figure
-
     if images.dim() != 4 or images.shape[0] == 0:
         raise UsageError(f"images must be a non-empty (N, C, H, W) tensor, got {tuple(images.shape)}")
     n, _, h, w = images.shape
@@ -76,7 +68,7 @@ def saliency_grid(images: torch.Tensor, maps: Mapping[str, torch.Tensor], *, row
         ax.set_yticks([])
     fig.tight_layout()
     if path is not None:
-        save_figure(fig, path)
+        save_figure(fig, path, dpi=DPI)
     return fig
 
 
@@ -87,8 +79,6 @@ def insertion_deletion_curves(results: Mapping[str, InsertionDeletionResult], *,
     The x-axis is the fraction of pixels replaced (``result.fractions``).  ``band=None`` draws the std
     bands only for up to three methods (more would hide each other); probabilities' bands stay in [0, 1].
     """
-    from matplotlib.figure import Figure
-
     if not results:
         raise UsageError("no insertion/deletion results to plot")
     fig = Figure(figsize=(9, 3.6))
@@ -118,5 +108,5 @@ def insertion_deletion_curves(results: Mapping[str, InsertionDeletionResult], *,
         fig.suptitle(title)
     fig.tight_layout()
     if path is not None:
-        save_figure(fig, path)
+        save_figure(fig, path, dpi=DPI)
     return fig

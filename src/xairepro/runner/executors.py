@@ -19,10 +19,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+import torch
+
 from xairepro.errors import UsageError
 from xairepro.experiments.base import Cell, Context, Experiment, Record
 from xairepro.runner.model_cache import ModelCache
 from xairepro.runner.store import CellOutcome
+from xairepro.utils import report_task, seed_everything
 
 __all__ = ["Job", "Executor", "LocalExecutor", "RayExecutor", "execute_cell", "make_executor", "reservation",
            "EXECUTORS"]
@@ -45,8 +48,6 @@ class Job:
 
 def _device(cell: Cell) -> str:
     if cell.num_gpus > 0:
-        import torch
-
         if torch.cuda.is_available():
             return "cuda"
     return "cpu"
@@ -78,10 +79,6 @@ def _check_records(job: Job, records: Any) -> list[dict[str, Any]]:
 
 def execute_cell(job: Job) -> CellOutcome:
     """Run one cell and return its outcome; an exception becomes a failed outcome, never escapes."""
-    import torch
-
-    from xairepro.utils import report_task, seed_everything
-
     cell = job.cell
     report_task(cell.label)
     started = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
@@ -178,7 +175,7 @@ class RayExecutor:
             probe_endpoint(self.address or "", self._endpoint, self.connect_timeout)
 
     def _init(self) -> bool:
-        import ray
+        import ray  # lazy: an optional dependency (the 'distributed' extra)
 
         if ray.is_initialized():
             return False
@@ -199,7 +196,7 @@ class RayExecutor:
     def run(self, jobs: Sequence[Job]) -> Iterator[CellOutcome]:
         if not jobs:
             return
-        import ray
+        import ray  # lazy: an optional dependency (the 'distributed' extra)
 
         _ship_by_value([job.experiment for job in jobs])
         started_here = self._init()

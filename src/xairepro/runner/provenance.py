@@ -10,7 +10,10 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from xairepro.config import config_hash
+from xairepro.data import dataset_info
 from xairepro.experiments.base import Cell, Experiment
 from xairepro.runner.store import CellOutcome
 
@@ -41,8 +44,6 @@ def package_versions() -> dict[str, str | None]:
 
 
 def device_info() -> dict[str, Any]:
-    import torch
-
     info: dict[str, Any] = {"platform": platform.platform(), "machine": platform.machine(),
                             "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
                             "cuda_available": torch.cuda.is_available(), "gpus": []}
@@ -54,18 +55,13 @@ def device_info() -> dict[str, Any]:
 def dataset_provenance(names: list[str], data_dir: Path | None) -> dict[str, Any]:
     """Per data set: bundled stand-in or real files (from the data registry when it knows the name)."""
     out: dict[str, Any] = {}
-    try:
-        from xairepro.data import dataset_info
-    except ImportError:  # data layer without a registry yet
-        dataset_info = None
     for name in names:
         entry: dict[str, Any] = {"bundled": None, "source": None}
-        if dataset_info is not None:
-            try:
-                info = dataset_info(name)
-                entry = {"bundled": bool(info.bundled), "source": getattr(info, "source", None)}
-            except Exception:  # noqa: BLE001 - a name the registry does not know
-                entry["note"] = "not in the data set registry"
+        try:
+            info = dataset_info(name)
+            entry = {"bundled": bool(info.bundled), "source": getattr(info, "source", None)}
+        except Exception:  # noqa: BLE001 - a name the registry does not know
+            entry["note"] = "not in the data set registry"
         if entry.get("bundled") is False:
             entry["data_dir"] = None if data_dir is None else str(data_dir)
         out[name] = entry

@@ -15,6 +15,7 @@ import difflib
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from xairepro.data import transforms as t
 from xairepro.errors import ConfigError
 
 __all__ = ["register_augmentation", "build_augmentation", "augmentation_names", "check_augmentation"]
@@ -42,7 +43,6 @@ def _size(shape: Sequence[int] | None, name: str) -> int:
 def _builtin() -> None:
     if _FACTORIES:
         return
-    from xairepro.data import transforms as t
 
     _FACTORIES.update({
         "crop-flip": lambda shape: t.RandomCropFlip(padding=4, mode="reflect"),

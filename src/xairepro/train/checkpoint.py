@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from xairepro.errors import CheckpointError, UsageError
+from xairepro.models import model_from_config
 from xairepro.utils import atomic_torch_save
 
 __all__ = [
@@ -142,8 +143,6 @@ def load_model(path: str | os.PathLike[str], map_location: str | torch.device = 
     The saved metadata is available as ``model.metadata`` (a dict).
     """
     obj = load_checkpoint(path, expect=MODEL_FORMAT, map_location=map_location)
-    from xairepro.models import model_from_config
-
     try:
         model = model_from_config(obj["config"])
     except UsageError as exc:

@@ -138,7 +138,7 @@ class Engine:
 
     # ----------------------------------------------------------------------------------------- setup
     def _fabric(self) -> Any:
-        from lightning_fabric import Fabric
+        from lightning_fabric import Fabric  # lazy: lightning loads when a model trains, not on import
 
         cfg = self.cfg
         try:
@@ -392,6 +392,6 @@ def _spawn_worker(fabric: Any, engine: Engine, model: nn.Module, objective: Any,
 
 def _print_record(record: dict[str, float], epochs: int) -> None:
     parts = [f"{k}={v:.4g}" for k, v in record.items() if k not in ("epoch",)]
-    from tqdm.auto import tqdm
+    from tqdm.auto import tqdm  # lazy: start-up time (only when a bar is shown)
 
     tqdm.write(f"epoch {int(record['epoch'])}/{epochs}: " + "  ".join(parts))

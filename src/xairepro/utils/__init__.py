@@ -1,7 +1,7 @@
-"""Small shared helpers: atomic file writes, seeding, progress bars."""
+"""Small shared helpers: atomic file writes (figures too), seeding, progress bars."""
 
 from xairepro.utils.atomic import (
-    atomic_path, atomic_torch_save, atomic_write_bytes, atomic_write_text, check_output_folder_path,
+    atomic_path, atomic_torch_save, atomic_write_bytes, atomic_write_text, check_output_folder_path, save_figure,
 )
 from xairepro.utils.seeding import seed_everything, make_generator, derive_seed
 
@@ -11,6 +11,7 @@ __all__ = [
     "atomic_torch_save",
     "atomic_path",
     "check_output_folder_path",
+    "save_figure",
     "seed_everything",
     "make_generator",
     "derive_seed",

@@ -68,11 +68,20 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike[str]) -> Path:
     """
     import io
 
-    import torch
+    import torch  # lazy: the file helpers import without torch
 
     buffer = io.BytesIO()
     torch.save(obj, buffer)
     return atomic_write_bytes(path, buffer.getbuffer())
+
+
+def save_figure(fig: Any, path: str | os.PathLike[str], *, dpi: int = 110, tight: bool = True) -> Path:
+    """Write a matplotlib figure to ``path`` atomically (format from the suffix, PNG without one)."""
+    path = Path(path)
+    fmt = path.suffix.lstrip(".").lower() or "png"
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format=fmt, dpi=dpi, bbox_inches="tight" if tight else None)
+    return path
 
 
 def check_output_folder_path(folder: str | os.PathLike[str], what: str = "output folder") -> Path:

@@ -22,7 +22,7 @@ def progress(iterable: Iterable[T], *, enabled: bool = False, total: int | None 
     """Wrap ``iterable`` in a tqdm bar when ``enabled``; otherwise return it unchanged."""
     if not enabled:
         return iterable
-    from tqdm.auto import tqdm
+    from tqdm.auto import tqdm  # lazy: start-up time (only when a bar is shown)
 
     return tqdm(iterable, total=total, desc=desc, leave=leave, dynamic_ncols=True)
 

@@ -5,6 +5,6 @@
 - ``pretext``: Table 3 (claim 3), Pearson correlations between pretext tasks;
 - ``disentangled_vae``: Figure 4 (claim 4), unit-map correlations of beta-VAE / TC-VAE vs beta.
 
-Modules here import only light dependencies; the computations (``*_runs.py``, ``models.py``) import
+Modules here import only light dependencies; the computations (``*_cells.py``, ``trained_models.py``) import
 torch and the explainers when a cell runs.
 """

@@ -16,6 +16,9 @@ from typing import Any, ClassVar
 
 from xairepro.errors import ConfigError, UsageError
 from xairepro.experiments.base import Cell, Experiment
+from xairepro.experiments.trained_models import TrainingSection
+from xairepro.train.augment import check_augmentation
+from xairepro.train.config import TrainConfig
 
 __all__ = [
     "STUDY", "SOURCE", "DATA_SEED", "ModelSetup", "LabelFreeExperiment", "check_fractions", "check_seeds",
@@ -104,12 +107,14 @@ def check_seeds(seeds: list[int], what: str = "seeds") -> None:
 
 
 @dataclass
-class ModelSetup:
+class ModelSetup(TrainingSection):
     """How one model of the study is trained: data set, model, method and engine settings.
 
     ``data_options`` go to the loader (``subset``: a seeded count or fraction of the training split);
     ``patience``: early stopping on the validation loss after that many epochs without improvement
     (0: off), best weights restored; ``checkpoint_every``: keep epoch checkpoints (TracIn uses them).
+    The optimiser, schedule and batch fields are :class:`~xairepro.experiments.trained_models.TrainingSection`'s
+    (the engine's defaults unless set here).
     """
 
     data: str = "digits"
@@ -120,14 +125,12 @@ class ModelSetup:
     method_options: dict[str, Any] = field(default_factory=dict)
     epochs: int = 100
     batch_size: int = 200
-    optimizer: str = "adam"
+    optimizer: str = "adam"      # the original code's Adam, lr 1e-3, weight decay 1e-5, no schedule
     lr: float = 1e-3
-    momentum: float = 0.9
     weight_decay: float = 1e-5
     schedule: str = "none"
     patience: int = 10
-    checkpoint_every: int = 0
-    augment: str = "none"
+    checkpoint_every: int = TrainConfig.checkpoint_every
 
     def validate(self, where: str = "model") -> None:
         if not self.data or not self.model or not self.method:
@@ -137,8 +140,8 @@ class ModelSetup:
                 raise ConfigError(f"{where}.{key} must be >= 1, got {getattr(self, key)}")
         if self.patience < 0 or self.checkpoint_every < 0:
             raise ConfigError(f"{where}: patience and checkpoint_every must be >= 0")
-        from xairepro.experiments.training import check_run_parts  # torch: kept out of this light module's top
-        from xairepro.train.augment import check_augmentation
+        # lazy: the training backend imports torch; study configs import this module while listing
+        from xairepro.training import check_run_parts
 
         try:
             check_run_parts(self.data, self.data_options, self.model, self.method, self.method_options)

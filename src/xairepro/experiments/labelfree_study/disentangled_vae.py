@@ -27,13 +27,12 @@ from xairepro.experiments.base import Cell, Claim, Context, Figure, MetricSpec, 
 from xairepro.experiments.labelfree_study.common import (
     SOURCE, LabelFreeExperiment, ModelSetup, check_choices, check_seeds, set_name,
 )
+from xairepro.experiments.labelfree_study.sets import VAE_TYPES, VaeSet, vae_setup
 from xairepro.experiments.labelfree_study.stats import CLAIM_Z, fmt_diff, unpaired_difference
 
 __all__ = ["VaeSet", "DisentangledVaeConfig", "DisentangledVaeExperiment", "VAE_TYPES", "vae_variant",
            "parse_vae_variant", "vae_setup"]
 
-#: VAE type -> training method of ``xairepro.experiments.training``.
-VAE_TYPES = {"beta-vae": "vae", "tc-vae": "tcvae"}
 STATISTICS = ("pearson", "pearson_per_example", "spearman", "cosine", "entropy", "active_units",
               "informative_units")
 #: Claim 4 needs at least this many informative latent units in every run it compares.
@@ -52,27 +51,6 @@ def vae_variant(vae_type: str, beta: float) -> str:
 def parse_vae_variant(variant: str) -> tuple[str, float] | None:
     m = _VARIANT.match(variant)
     return (m.group("type"), float(m.group("beta"))) if m else None
-
-
-@dataclass
-class VaeSet:
-    """One data set of the study: the VAE's setup (method and beta are set per cell) and the test images
-    explained (a seeded subset; None = the whole test split)."""
-
-    model: ModelSetup = field(default_factory=ModelSetup)
-    n_test: int | None = None
-
-    def validate(self, key: str = "vae_set") -> None:
-        self.model.validate(f"{key}.model")
-        if self.n_test is not None and self.n_test < 1:
-            raise ConfigError(f"{key}.n_test must be >= 1 or null, got {self.n_test}")
-
-
-def vae_setup(vs: VaeSet, vae_type: str, beta: float) -> ModelSetup:
-    """The set's model trained as ``vae_type`` with ``beta``."""
-    from dataclasses import replace
-
-    return replace(vs.model, method=VAE_TYPES[vae_type], method_options={**vs.model.method_options, "beta": beta})
 
 
 def _vae(data: str, options: dict[str, Any], latent: int, image_size: int, **train: Any) -> dict[str, Any]:
@@ -146,7 +124,8 @@ class DisentangledVaeExperiment(LabelFreeExperiment):
         return out
 
     def run_cell(self, cell: Cell, ctx: Context) -> list[Record]:
-        from xairepro.experiments.labelfree_study.vae_runs import vae_records
+        # lazy: the computation imports torch and the explainers (listing experiments stays cheap)
+        from xairepro.experiments.labelfree_study.vae_cells import vae_records
 
         return vae_records(cell, ctx)
 
@@ -165,6 +144,7 @@ class DisentangledVaeExperiment(LabelFreeExperiment):
         return out
 
     def figures(self, results: Results, out_dir: Path) -> list[Figure]:
+        # lazy: matplotlib, only when drawing (listing experiments stays cheap)
         from xairepro.experiments.labelfree_study.figures import metric_vs_beta
 
         out = []

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from xairepro.config import config_to_dict
 from xairepro.errors import ConfigError
 from xairepro.experiments.base import Cell, Claim, Context, Figure, MetricSpec, Record, Results, TableSpec, Verdict
@@ -22,59 +24,17 @@ from xairepro.experiments.labelfree_study.common import (
     PAPER_CIFAR_SIMCLR, PAPER_ECG_AE, PAPER_MNIST_DAE, QUICK_ECG_AE, QUICK_MNIST_DAE, SOURCE, LabelFreeExperiment,
     ModelSetup, check_choices, check_claim_fractions, check_fractions, check_seeds, frac_metric, pct, set_name,
 )
+from xairepro.experiments.labelfree_study.sets import EXAMPLE_METHODS, LEAST, MOST, ExampleSet, LissaSettings
 from xairepro.experiments.labelfree_study.stats import CLAIM_Z, combine, paired_difference, per_seed
+from xairepro.metrics import higher_is_better
+from xairepro.utils import save_figure
 
 __all__ = ["ExampleSet", "LissaSettings", "ExampleConsistencyConfig", "ExampleConsistencyExperiment",
            "EXAMPLE_METHODS"]
 
-EXAMPLE_METHODS = ("influence_functions", "tracin", "simplex", "dknn")
-LOSS_BASED = ("influence_functions", "tracin")
 METHOD_LABELS = {"influence_functions": "Influence Functions", "tracin": "TracIn", "simplex": "SimplEx",
                  "dknn": "DKNN"}
-MOST, LEAST = "similarity_most", "similarity_least"
 FRACTIONS = [0.05, 0.1, 0.2, 0.5, 0.7, 1.0]
-
-
-@dataclass
-class LissaSettings:
-    """LiSSA of the influence functions: v <- g + v - (H_t + damping·I) v / scale, ``depth`` iterations on
-    batches of ``hessian_batch_size`` training examples drawn with replacement.  The study's setting
-    (depth 100, the original's damp 1e-3 with scale 1000 = damping 1.0 in our convention, batch 200) is
-    ``xairepro.explain.influence.SEED003_LISSA``."""
-
-    depth: int = 100
-    damping: float = 1.0
-    scale: float = 1000.0
-    hessian_batch_size: int = 200
-
-    def validate(self) -> None:
-        if self.depth < 1 or self.hessian_batch_size < 1 or self.scale <= 0 or self.damping < 0:
-            raise ConfigError(f"lissa: depth and hessian_batch_size must be >= 1, scale > 0, damping >= 0; "
-                              f"got {self}")
-
-
-@dataclass
-class ExampleSet:
-    """One data set of the check: its model, the methods run on it, the explained examples."""
-
-    model: ModelSetup = field(default_factory=ModelSetup)
-    methods: list[str] = field(default_factory=lambda: list(EXAMPLE_METHODS))
-    n_train: int = 1000
-    n_test: int = 1000
-    balance_train: bool = True
-    balance_test: bool = True
-
-    def validate(self, key: str = "example_set") -> None:
-        self.model.validate(f"{key}.model")
-        bad = [m for m in self.methods if m not in EXAMPLE_METHODS]
-        if not self.methods or bad or len(set(self.methods)) != len(self.methods):
-            raise ConfigError(f"{key}.methods must be distinct values of {', '.join(EXAMPLE_METHODS)}; "
-                              f"got {self.methods}")
-        if self.model.method not in ("ae",) and any(m in LOSS_BASED for m in self.methods):
-            raise ConfigError(f"{key}: influence_functions and tracin need an autoencoder's per-example loss; "
-                              f"model method {self.model.method!r} has none (use simplex, dknn)")
-        if self.n_train < 1 or self.n_test < 1:
-            raise ConfigError(f"{key}: n_train and n_test must be >= 1")
 
 
 def _set(model: dict[str, Any], methods: list[str], n_train: int, n_test: int, balance_train: bool,
@@ -131,9 +91,9 @@ class ExampleConsistencyExperiment(LabelFreeExperiment):
                   "cifar10": _set(PAPER_CIFAR_SIMCLR, ["simplex", "dknn"], 1000, 1000, False, False)},
     }
     metrics = {**{frac_metric(MOST, f): MetricSpec(f"similarity rate, {pct(f)} most important",
-                                                   higher_is_better=True) for f in FRACTIONS},
+                                                   higher_is_better(MOST)) for f in FRACTIONS},
                **{frac_metric(LEAST, f): MetricSpec(f"similarity rate, {pct(f)} least important",
-                                                    higher_is_better=False) for f in FRACTIONS}}
+                                                    higher_is_better(LEAST)) for f in FRACTIONS}}
     tables = (
         TableSpec("Similarity rate of the most important training examples",
                   tuple(frac_metric(MOST, f) for f in FRACTIONS), "seed 003, Figure 2 (no numbers published)"),
@@ -156,7 +116,8 @@ class ExampleConsistencyExperiment(LabelFreeExperiment):
         return out
 
     def run_cell(self, cell: Cell, ctx: Context) -> list[Record]:
-        from xairepro.experiments.labelfree_study.example_runs import example_consistency_records
+        # lazy: the computation imports torch and the explainers (listing experiments stays cheap)
+        from xairepro.experiments.labelfree_study.example_cells import example_consistency_records
 
         return example_consistency_records(cell, ctx)
 
@@ -174,8 +135,8 @@ class ExampleConsistencyExperiment(LabelFreeExperiment):
         return out
 
     def figures(self, results: Results, out_dir: Path) -> list[Figure]:
-        from xairepro.experiments.labelfree_study.figures import fraction_curves, save
-        from xairepro.report.example_figures import similarity_rate_figure
+        # lazy: matplotlib, only when drawing (listing experiments stays cheap)
+        from xairepro.experiments.labelfree_study.figures import fraction_curves, similarity_rate_figure
 
         out = []
         frame = results.frame
@@ -188,7 +149,7 @@ class ExampleConsistencyExperiment(LabelFreeExperiment):
             if not rates:
                 continue
             fig = similarity_rate_figure(rates, fractions, title=dataset)
-            path = save(fig, Path(out_dir) / f"similarity_{dataset}.png")
+            path = save_figure(fig, Path(out_dir) / f"similarity_{dataset}.png")
             out.append(Figure(path, f"Example consistency on {dataset}: similarity rate of the most (solid) and "
                                     "least (dashed) important training examples vs % selected, mean over runs "
                                     "(95% band from 3 runs on) (seed 003, Figure 2)"))
@@ -208,8 +169,6 @@ class ExampleConsistencyExperiment(LabelFreeExperiment):
 
 def _band(values: Any) -> Any:
     """(F, runs) values: as they are from 3 runs on (a 95% band), else the mean over runs (F,)."""
-    import numpy as np
-
     return values if values.shape[1] >= 3 else np.nanmean(values, 1)
 
 

@@ -18,50 +18,27 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from xairepro.config import config_to_dict
 from xairepro.errors import ConfigError
-from xairepro.experiments.base import Cell, Claim, Context, Figure, MetricSpec, Record, Results, TableSpec
+from xairepro.experiments.base import Cell, Claim, Context, Figure, MetricSpec, Record, Results, TableSpec, Verdict
 from xairepro.experiments.labelfree_study.common import (
     PAPER_CIFAR_SIMCLR, PAPER_ECG_AE, PAPER_MNIST_DAE, QUICK_ECG_AE, QUICK_MNIST_DAE, SOURCE, LabelFreeExperiment,
     ModelSetup, check_choices, check_claim_fractions, check_fractions, check_seeds, frac_metric, pct, set_name,
 )
+from xairepro.experiments.labelfree_study.sets import PREFIX, REPLACEMENTS, FeatureSet, variant_name
 from xairepro.experiments.labelfree_study.stats import CLAIM_Z, combine, paired_difference, per_seed
+from xairepro.metrics import higher_is_better
+from xairepro.utils import save_figure
 
 __all__ = ["FeatureSet", "FeatureConsistencyConfig", "FeatureConsistencyExperiment", "FEATURE_METHODS",
            "REPLACEMENTS", "variant_name"]
 
 FEATURE_METHODS = ("integrated_gradients", "gradient_shap", "saliency", "random")
-REPLACEMENTS = ("zeros", "mean", "blur")
 METHOD_LABELS = {"integrated_gradients": "Integrated Gradients", "gradient_shap": "Gradient Shap",
                  "saliency": "Saliency", "random": "Random"}
-PREFIX = "latent_shift"
 FRACTIONS = [0.05, 0.1, 0.2, 0.5, 0.8, 1.0]
-
-
-@dataclass
-class FeatureSet:
-    """One data set of the check: its model, how features are replaced, the attribution baseline.
-
-    ``replacements``: the first is the study's masking (claims are decided on every one listed).
-    ``baseline``: zeros | mean (the mean training example) | blur.  ``n_test``: test examples explained
-    (a seeded subset; None = the whole test split).
-    """
-
-    model: ModelSetup = field(default_factory=ModelSetup)
-    replacements: list[str] = field(default_factory=lambda: ["zeros"])
-    baseline: str = "zeros"
-    n_test: int | None = None
-
-    def validate(self, key: str = "feature_set") -> None:
-        self.model.validate(f"{key}.model")
-        bad = [r for r in self.replacements if r not in REPLACEMENTS]
-        if not self.replacements or bad or len(set(self.replacements)) != len(self.replacements):
-            raise ConfigError(f"{key}.replacements must be distinct values of {', '.join(REPLACEMENTS)}; "
-                              f"got {self.replacements}")
-        if self.baseline not in REPLACEMENTS:
-            raise ConfigError(f"{key}.baseline must be one of {', '.join(REPLACEMENTS)}; got {self.baseline!r}")
-        if self.n_test is not None and self.n_test < 1:
-            raise ConfigError(f"{key}.n_test must be >= 1 or null, got {self.n_test}")
 
 
 def _set(model: dict[str, Any], replacements: list[str], baseline: str, n_test: int | None) -> dict[str, Any]:
@@ -101,11 +78,6 @@ class FeatureConsistencyConfig:
             raise ConfigError(f"claim_z must be > 0, got {self.claim_z}")
 
 
-def variant_name(method: str, replacement: str, primary: str) -> str:
-    """The record variant: the method, plus the replacement when it is not the data set's primary one."""
-    return method if replacement == primary else f"{method} ({replacement})"
-
-
 class FeatureConsistencyExperiment(LabelFreeExperiment):
     name = "labelfree-feature-consistency"
     title = "Label-free feature importance: consistency check (latent shift vs % of features perturbed)"
@@ -122,7 +94,7 @@ class FeatureConsistencyExperiment(LabelFreeExperiment):
                   "ecg5000": _set(PAPER_ECG_AE, ["mean"], "mean", None),
                   "cifar10": _set(PAPER_CIFAR_SIMCLR, ["blur", "zeros"], "blur", None)},
     }
-    metrics = {frac_metric(PREFIX, f): MetricSpec(f"latent shift, {pct(f)} perturbed", higher_is_better=True)
+    metrics = {frac_metric(PREFIX, f): MetricSpec(f"latent shift, {pct(f)} perturbed", higher_is_better(PREFIX))
                for f in FRACTIONS}
     tables = (TableSpec("Latent shift ||f(x) - f(x_p)||² after perturbing the top features",
                         tuple(frac_metric(PREFIX, f) for f in FRACTIONS), "seed 003, Figure 1 (no numbers published)"),)
@@ -138,7 +110,8 @@ class FeatureConsistencyExperiment(LabelFreeExperiment):
         return out
 
     def run_cell(self, cell: Cell, ctx: Context) -> list[Record]:
-        from xairepro.experiments.labelfree_study.feature_runs import feature_consistency_records
+        # lazy: the computation imports torch and the explainers (listing experiments stays cheap)
+        from xairepro.experiments.labelfree_study.feature_cells import feature_consistency_records
 
         return feature_consistency_records(cell, ctx)
 
@@ -157,10 +130,8 @@ class FeatureConsistencyExperiment(LabelFreeExperiment):
         return out
 
     def figures(self, results: Results, out_dir: Path) -> list[Figure]:
-        from xairepro.experiments.labelfree_study.figures import fraction_curves, save
-        from xairepro.report.labelfree_figures import consistency_figure
-
-        import numpy as np
+        # lazy: matplotlib, only when drawing (listing experiments stays cheap)
+        from xairepro.experiments.labelfree_study.figures import consistency_figure, fraction_curves
 
         out = []
         frame = results.frame
@@ -178,7 +149,7 @@ class FeatureConsistencyExperiment(LabelFreeExperiment):
                 # a band over 2 runs (t = 12.7) says nothing: bands from 3 runs on
                 fig = consistency_figure({labels[v]: a if a.shape[1] >= 3 else np.nanmean(a, 1)
                                           for v, a in curves.items()}, fractions, title=f"{dataset}{tag}")
-                path = save(fig, Path(out_dir) / f"consistency_{dataset}{'_' + replacement if replacement else ''}.png")
+                path = save_figure(fig, Path(out_dir) / f"consistency_{dataset}{'_' + replacement if replacement else ''}.png")
                 out.append(Figure(path, f"Feature consistency on {dataset}{tag}: latent shift vs % of features "
                                         "perturbed, mean over runs (95% band from 3 runs on) (seed 003, Figure 1)"))
         return out
@@ -208,9 +179,8 @@ def _claim1_check(cfg: FeatureConsistencyConfig, fs: FeatureSet, replacement: st
                     per_seed(results, metric, dataset, variant), per_seed(results, metric, dataset, control),
                     cfg.claim_z)
         if "random" not in cfg.methods or not methods:
-            from xairepro.experiments.base import Verdict
-
             return Verdict("inconclusive", "claim 1 needs the Random control and at least one method")
-        return combine(outcomes, claim="latent shift (method - Random)")
+        # claim 1: the important features are the faithful ones, i.e. their latent shift is the better one
+        return combine(outcomes, claim="latent shift (method - Random)", want=1 if higher_is_better(PREFIX) else -1)
 
     return check

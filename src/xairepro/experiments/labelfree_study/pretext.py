@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from xairepro.config import config_to_dict
 from xairepro.errors import ConfigError
 from xairepro.experiments.base import (
@@ -29,48 +31,16 @@ from xairepro.experiments.labelfree_study.common import (
     set_name, stand_in_note,
 )
 from xairepro.experiments.labelfree_study.references import PAIRS, TASK_LABELS, TASKS, pair_metric, published
+from xairepro.experiments.labelfree_study.sets import PretextSet, task_setup
 from xairepro.experiments.labelfree_study.stats import (
-    CLAIM_Z, Difference, bounded_above, combine, paired_difference,
+    CLAIM_Z, Difference, bounded_above, combine, paired_difference, per_seed,
 )
 
 __all__ = ["PretextSet", "PretextConfig", "PretextExperiment", "task_setup", "PRETEXT_METHODS"]
 
 PRETEXT_METHODS = ("gradient_shap", "integrated_gradients", "saliency")
 SET_KEYS = ("mnist", "fashion_mnist")
-PERTURBATIONS = {"rec": "identity", "den": "noise", "inp": "mask"}
 STATISTICS = ("pearson", "spearman")
-
-
-@dataclass
-class PretextSet:
-    """One data set of the pretext study: the autoencoders' setup (its perturbation is set per task),
-    the classifier's, and the explained examples (None = the whole split)."""
-
-    autoencoder: ModelSetup = field(default_factory=ModelSetup)
-    classifier: ModelSetup = field(default_factory=ModelSetup)
-    n_test: int | None = None
-    n_train: int = 1000
-    balance_train: bool = True
-
-    def validate(self, key: str = "pretext_set") -> None:
-        self.autoencoder.validate(f"{key}.autoencoder")
-        self.classifier.validate(f"{key}.classifier")
-        if self.autoencoder.method != "ae" or self.classifier.method != "ce":
-            raise ConfigError(f"{key}: autoencoder.method must be 'ae' and classifier.method 'ce'")
-        if self.autoencoder.data != self.classifier.data:
-            raise ConfigError(f"{key}: the autoencoders and the classifier must use the same data set")
-        if (self.n_test is not None and self.n_test < 1) or self.n_train < 1:
-            raise ConfigError(f"{key}: n_test (or null) and n_train must be >= 1")
-
-
-def task_setup(ps: PretextSet, task: str) -> ModelSetup:
-    """The model setup of ``task`` (rec, den, inp: the autoencoder with that perturbation; clas)."""
-    if task == "clas":
-        return ps.classifier
-    from dataclasses import replace
-
-    options = {**ps.autoencoder.method_options, "perturbation": PERTURBATIONS[task]}
-    return replace(ps.autoencoder, method_options=options)
 
 
 def _classifier(ae: dict[str, Any]) -> dict[str, Any]:
@@ -166,7 +136,8 @@ class PretextExperiment(LabelFreeExperiment):
         return out
 
     def run_cell(self, cell: Cell, ctx: Context) -> list[Record]:
-        from xairepro.experiments.labelfree_study.pretext_runs import pretext_records
+        # lazy: the computation imports torch and the explainers (listing experiments stays cheap)
+        from xairepro.experiments.labelfree_study.pretext_cells import pretext_records
 
         return pretext_records(cell, ctx)
 
@@ -206,8 +177,7 @@ class PretextExperiment(LabelFreeExperiment):
         return out
 
     def figures(self, results: Results, out_dir: Path) -> list[Figure]:
-        import numpy as np
-
+        # lazy: matplotlib, only when drawing (listing experiments stays cheap)
         from xairepro.experiments.labelfree_study.figures import correlation_heatmaps
 
         out = []
@@ -243,8 +213,6 @@ class PretextExperiment(LabelFreeExperiment):
 
 
 def _values_by_seed(results: Results, metric: str, dataset: str, variant: str) -> dict[int, float]:
-    from xairepro.experiments.labelfree_study.stats import per_seed
-
     return per_seed(results, metric, dataset, variant)
 
 

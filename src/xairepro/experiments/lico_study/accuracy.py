@@ -15,9 +15,9 @@ from typing import Any
 from xairepro.experiments.base import Cell, Claim, Context, Figure, MetricSpec, Record, Results, TableSpec, Verdict
 from xairepro.experiments.lico_study.common import QUICK_COMMON, StudyConfig, StudyExperiment, set_label
 from xairepro.experiments.lico_study.references import Published, accuracy_published
-from xairepro.experiments.lico_study.runs import trained_model
-from xairepro.experiments.lico_study.sets import VARIANT_LABELS, StudySet, get_study_set
-from xairepro.experiments.lico_study.stats import consistently, difference, gain_difference, guarded, never_above
+from xairepro.experiments.lico_study.sets import VARIANT_LABELS, StudySet
+from xairepro.experiments.lico_study.stats import advantage, consistently, gain_advantage, guarded, never_above
+from xairepro.metrics import higher_is_better
 
 __all__ = ["AccuracyConfig", "LicoAccuracyExperiment", "accuracy_claims"]
 
@@ -39,7 +39,7 @@ def accuracy_claims(sets: list[StudySet], z: float, min_skill: float = 0.0) -> l
     limited = [s for s in sets if s.limited_of in keys]
 
     def effects(a: str, b: str, results: Results) -> dict[str, Any]:
-        return {k: difference(results, "accuracy", k, a, b) for k in keys}
+        return {k: advantage(results, "accuracy", k, a, b) for k in keys}
 
     def improves(results: Results) -> Verdict:
         return guarded(consistently(effects("lico", "baseline", results), z, "LICO - baseline accuracy (points)"),
@@ -54,14 +54,14 @@ def accuracy_claims(sets: list[StudySet], z: float, min_skill: float = 0.0) -> l
         if not few:
             return Verdict("inconclusive", "every data set of this run has the same number of classes")
         gains = {f"{m.key} ({m.num_classes}) vs {f.key} ({f.num_classes})":
-                 gain_difference(results, "accuracy", m.key, f.key, "lico", "baseline") for m in many for f in few}
+                 gain_advantage(results, "accuracy", m.key, f.key, "lico", "baseline") for m in many for f in few}
         return guarded(consistently(gains, z, "LICO gain with more classes - gain with fewer (points)"), results,
                        {s.key: s.num_classes for s in many + few}, ("baseline", "lico"), min_skill)
 
     def limited_data(results: Results) -> Verdict:
         if not limited:
             return Verdict("inconclusive", "no limited-data set with its full-data counterpart in this run")
-        gains = {f"{s.key} vs {s.limited_of}": gain_difference(results, "accuracy", s.key, s.limited_of or "",
+        gains = {f"{s.key} vs {s.limited_of}": gain_advantage(results, "accuracy", s.key, s.limited_of or "",
                                                                "lico", "baseline") for s in limited}
         used = {s.key for s in limited} | {s.limited_of for s in limited}
         return guarded(consistently(gains, z, "LICO gain with limited data - gain with full data (points)"),
@@ -100,7 +100,7 @@ class LicoAccuracyExperiment(StudyExperiment):
         "quick": {**QUICK_COMMON, "datasets": ["shapes-k4", "shapes-k12", "shapes-k12-limited"]},
         "paper": {},
     }
-    metrics = {"accuracy": MetricSpec("test accuracy (%)", higher_is_better=True)}
+    metrics = {"accuracy": MetricSpec("test accuracy (%)", higher_is_better("accuracy"))}
     tables = (TableSpec("Test accuracy (%), baseline vs LICO and the loss ablation", ("accuracy",),
                         "seed 000, Tables 2 and 3"),)
 
@@ -108,14 +108,14 @@ class LicoAccuracyExperiment(StudyExperiment):
         return accuracy_published()
 
     def run_cell(self, cell: Cell, ctx: Context) -> list[Record]:
-        training, lico = self.settings(cell)
-        model = trained_model(ctx, get_study_set(cell.dataset), cell.variant, cell.seed, training, lico)
+        model = self.trained(cell, ctx)
         return [cell.record("accuracy", model.accuracy)]
 
     def claims(self, cfg: AccuracyConfig) -> list[Claim]:
         return accuracy_claims(cfg.sets(), cfg.significance, cfg.min_skill)
 
     def figures(self, results: Results, out_dir: Path) -> list[Figure]:
+        # lazy: matplotlib, only when drawing (listing experiments stays cheap)
         from xairepro.experiments.lico_study.figures import grouped_bars
 
         datasets = list(dict.fromkeys(results.frame["dataset"]))

@@ -12,14 +12,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from xairepro.config import config_to_dict
+from xairepro.config import config_to_dict, resolve_config
 from xairepro.errors import ConfigError
-from xairepro.experiments.base import Cell, Experiment, Reference, Results
+from xairepro.experiments.base import Cell, Context, Experiment, Reference, Results
 from xairepro.experiments.lico_study.references import Published, make_references
-from xairepro.experiments.lico_study.runs import StudyTraining, run_config, run_key
 from xairepro.experiments.lico_study.sets import (
     PUBLISHED_LABELS, VARIANT_LABELS, VARIANTS, StudySet, get_study_set,
 )
+from xairepro.experiments.lico_study.trained_models import StudyModel, StudyTraining, run_config, trained_model
+from xairepro.experiments.trained_models import model_key
+from xairepro.lico.config import LicoConfig
 
 __all__ = ["StudyConfig", "StudyExperiment", "QUICK_TRAINING", "QUICK_COMMON", "set_label", "cell_dir"]
 
@@ -118,7 +120,7 @@ class StudyExperiment(Experiment):
             for variant in cfg.variants:
                 for seed in cfg.seeds:
                     run = run_config(spec, variant, seed, cfg.training, cfg.lico, device=device)
-                    params = {"run": run_key(run), "training": config_to_dict(cfg.training),
+                    params = {"run": model_key(run), "training": config_to_dict(cfg.training),
                               "lico": dict(cfg.lico), **self.extra_params(cfg, spec)}
                     out.append(self.cell(spec.key, variant, seed, params, num_cpus=int(cfg.cpus),
                                          num_gpus=float(cfg.gpus)))
@@ -127,9 +129,14 @@ class StudyExperiment(Experiment):
     @staticmethod
     def settings(cell: Cell) -> tuple[StudyTraining, dict[str, Any]]:
         """The training settings and common LICO options a cell was made with."""
-        from xairepro.config import resolve_config
-
         return resolve_config(StudyTraining, values=dict(cell.params["training"])), dict(cell.params["lico"])
+
+    def trained(self, cell: Cell, ctx: Context) -> StudyModel:
+        """The cell's trained model: its run config resolved once (on the context's device), trained once."""
+        training, lico = self.settings(cell)
+        spec = get_study_set(cell.dataset)
+        run = run_config(spec, cell.variant, cell.seed, training, lico, device=ctx.device)
+        return trained_model(ctx, spec, run, cell.variant, cell.seed)
 
     def references(self, cfg: Any) -> list[Reference]:
         return make_references(self.published(), cfg.sets(), self.reference_metrics(), self.stands_for)
@@ -138,8 +145,6 @@ class StudyExperiment(Experiment):
         return sorted({spec.data for spec in cfg.sets()})
 
     def describe(self, cfg: Any) -> dict[str, Any]:
-        from xairepro.lico.config import LicoConfig
-
         sets = {s.key: {"data": s.data, "options": dict(s.options), "model": s.model,
                         "epochs": int(cfg.training.epochs or s.epochs), "stands_for": s.published,
                         "description": s.description} for s in cfg.sets()}

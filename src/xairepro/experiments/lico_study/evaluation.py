@@ -11,30 +11,68 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 
 from xairepro.config import config_to_dict
-from xairepro.experiments.lico_study.runs import SaliencySettings, TrainedModel, load_images
+from xairepro.errors import ConfigError
 from xairepro.experiments.lico_study.sets import StudySet
+from xairepro.experiments.lico_study.trained_models import StudyModel, load_images
+from xairepro.explain.rise import CELL_SIZE, N_MASKS, P1
+from xairepro.metrics import PROTOCOL_PRESETS, InsertionDeletionProtocol, soft_iou
+from xairepro.saliency import evaluate_saliency
 from xairepro.utils import atomic_torch_save, atomic_write_text, report_progress
 
 __all__ = [
-    "METHOD_LABELS", "SCORES", "CHUNK", "insdel_metric", "study_protocol", "saliency_scores", "iou_scores",
+    "SaliencySettings", "METHOD_LABELS", "STUDY_PROTOCOLS", "SCORES", "insdel_metric", "study_protocol", "saliency_scores", "iou_scores",
     "EXAMPLES_FILE",
 ]
 
+#: The study's saliency methods (names of ``xairepro.explain.SALIENCY_METHODS``) and how its tables name them.
 METHOD_LABELS = {"gradcam": "Grad-CAM", "gradcampp": "Grad-CAM++", "rise": "RISE"}
+#: The study's insertion/deletion protocols (``PROTOCOL_PRESETS`` names), the first deciding the claims.
+STUDY_PROTOCOLS = ("lico-fact", "petsiuk")
 SCORES = ("insertion", "deletion", "overall")
-#: Images explained and scored together.
-CHUNK = 64
 #: lico-fact's step: 10 pixels per step at 32 x 32 (SPEC 5), i.e. 10 px per 1,024 px of image area.
 LICO_FACT_STEP, LICO_FACT_AREA = 10, 32 * 32
 EXAMPLES_FILE = "saliency_examples.pt"
 _VERSION = 1
+
+
+@dataclass
+class SaliencySettings:
+    """How saliency maps are made and scored (Tables 1, 4, 5, 6).
+
+    ``n_images``: the first N images of each test split are explained.  ``protocols``: insertion/deletion
+    presets, the first being the one claims are decided on (``lico-fact``, the study's code).  For
+    ``lico-fact``, ``pixels_per_step = None`` keeps its 10 px steps up to 32 x 32 images and scales the
+    step with the image area above (10 px per 1,024 px: 250 px at 160 px), so larger images keep ~103
+    steps.  ``rise_*`` are RISE's settings (SPEC 5 defaults: 4,000 masks, 8 x 8 grid, p1 = 0.1).
+    """
+
+    methods: list[str] = field(default_factory=lambda: list(METHOD_LABELS))
+    protocols: list[str] = field(default_factory=lambda: list(STUDY_PROTOCOLS))
+    n_images: int = 1000
+    pixels_per_step: int | None = None
+    rise_masks: int = N_MASKS
+    rise_cell_size: int = CELL_SIZE
+    rise_p1: float = P1
+    batch_size: int | None = None
+    n_examples: int = 4
+
+    def validate(self) -> None:
+        for key, values, allowed in (("methods", self.methods, METHOD_LABELS),
+                                     ("protocols", self.protocols, PROTOCOL_PRESETS)):
+            if not values or any(v not in allowed for v in values):
+                raise ConfigError(f"saliency.{key} must be a non-empty list of {', '.join(allowed)}; got {values}")
+        for key in ("n_images", "rise_masks", "rise_cell_size"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"saliency.{key} must be >= 1, got {getattr(self, key)}")
+        if self.n_examples < 0:
+            raise ConfigError(f"saliency.n_examples must be >= 0, got {self.n_examples}")
 
 
 def insdel_metric(method: str, score: str, protocol: str, primary: str) -> str:
@@ -46,39 +84,13 @@ def study_protocol(name: str, height: int, width: int, pixels_per_step: int | No
     """The insertion/deletion protocol ``name`` for images of ``height`` x ``width``.
 
     ``lico-fact`` keeps its 10 px steps up to 32 x 32 and above scales the step with the area (see
-    :class:`~xairepro.experiments.lico_study.runs.SaliencySettings`); ``pixels_per_step`` overrides it.
+    :class:`SaliencySettings`); ``pixels_per_step`` overrides it.
     """
-    from xairepro.metrics import InsertionDeletionProtocol
-
     proto = InsertionDeletionProtocol.preset(name)
     if proto.name == "lico-fact":
         step = pixels_per_step or max(LICO_FACT_STEP, round(LICO_FACT_STEP * height * width / LICO_FACT_AREA))
         proto = dataclasses.replace(proto, pixels_per_step=int(step))
     return proto
-
-
-def _explainer(method: str, model: nn.Module, settings: SaliencySettings, seed: int, batch_size: int) -> Any:
-    from xairepro.explain import RISE, GradCAM, GradCAMPlusPlus
-
-    if method == "gradcam":
-        return GradCAM(model)
-    if method == "gradcampp":
-        return GradCAMPlusPlus(model)
-    return RISE(model, n_masks=settings.rise_masks, cell_size=settings.rise_cell_size, p1=settings.rise_p1,
-                batch_size=batch_size, seed=seed)
-
-
-def _maps(explain: Any, x: torch.Tensor, target: torch.Tensor, method: str) -> torch.Tensor:
-    parts = []
-    for i in range(0, x.shape[0], CHUNK):
-        parts.append(explain(x[i:i + CHUNK], target=target[i:i + CHUNK]))
-        report_progress(f"{method} maps, images", min(i + CHUNK, x.shape[0]), x.shape[0])
-    return torch.cat(parts)
-
-
-@torch.no_grad()
-def _predict(model: nn.Module, x: torch.Tensor, batch_size: int) -> torch.Tensor:
-    return torch.cat([model(x[i:i + batch_size]).argmax(1) for i in range(0, x.shape[0], batch_size)])
 
 
 def _mean(values: torch.Tensor) -> float:
@@ -87,23 +99,7 @@ def _mean(values: torch.Tensor) -> float:
     return float(v.mean()) if v.numel() else math.nan
 
 
-def _score_maps(model: nn.Module, x: torch.Tensor, y: torch.Tensor, maps: torch.Tensor, protocol: Any,
-                batch_size: int) -> dict[str, float]:
-    from xairepro.metrics import insertion_deletion
-
-    ins, dele = [], []
-    for i in range(0, x.shape[0], CHUNK):
-        r = insertion_deletion(model, x[i:i + CHUNK], maps[i:i + CHUNK], protocol, labels=y[i:i + CHUNK],
-                               batch_size=batch_size)
-        ins.append(r.insertion.cpu())
-        dele.append(r.deletion.cpu())
-        report_progress(f"insertion/deletion ({protocol.name}), images", min(i + CHUNK, x.shape[0]), x.shape[0])
-    insertion, deletion = torch.cat(ins), torch.cat(dele)
-    return {"insertion": 100 * _mean(insertion), "deletion": 100 * _mean(deletion),
-            "overall": 100 * _mean(insertion - deletion)}
-
-
-def saliency_scores(ctx: Any, trained: TrainedModel, spec: StudySet, seed: int,
+def saliency_scores(ctx: Any, trained: StudyModel, spec: StudySet, seed: int,
                     settings: SaliencySettings) -> tuple[dict[str, float], Path]:
     """Insertion/deletion/Overall (x 100) of every method and protocol for one trained model (cached).
 
@@ -117,38 +113,34 @@ def saliency_scores(ctx: Any, trained: TrainedModel, spec: StudySet, seed: int,
            "settings": {k: v for k, v in config_to_dict(settings).items() if k not in ("batch_size", "n_examples")}}
 
     def build(folder: Path) -> None:
-        from xairepro.explain._cam_utils import auto_batch_size
-
         device = torch.device(ctx.device)
-        batch = settings.batch_size or auto_batch_size(device)
         model = trained.load(device)
         x, y, _ = load_images(spec, ctx.data_dir, settings.n_images)
         x, y = x.to(device), y.to(device)
-        pred = _predict(model, x, batch)
         h, w = x.shape[-2:]
         protocols = {p: study_protocol(p, h, w, settings.pixels_per_step) for p in settings.protocols}
+        rise = {"n_masks": settings.rise_masks, "cell_size": settings.rise_cell_size, "p1": settings.rise_p1}
+        finished: list[str] = []
+
+        def method_done(method: str) -> None:  # the running cell's progress (shown by xairepro reproduce)
+            finished.append(method)
+            report_progress(f"saliency methods on {x.shape[0]} images", len(finished), len(settings.methods))
+
+        ev = evaluate_saliency(model, x, y, settings.methods, protocols, batch_size=settings.batch_size, seed=seed,
+                               options={"rise": rise}, progress=method_done)
         scores: dict[str, float] = {"n_images": float(x.shape[0]),
-                                    "explained_accuracy": 100 * float((pred == y).float().mean())}
-        examples: dict[str, torch.Tensor] = {}
-        for method in settings.methods:
-            explain = _explainer(method, model, settings, seed, batch)
-            maps: dict[str, torch.Tensor] = {}
-            for target in dict.fromkeys(p.target for p in protocols.values()):
-                if target == "label":
-                    maps[target] = _maps(explain, x, y, method)
-                elif "label" in maps:  # explain the prediction only where it differs from the label
-                    m, wrong = maps["label"].clone(), (pred != y).nonzero().flatten()
-                    if wrong.numel():
-                        m[wrong] = _maps(explain, x[wrong], pred[wrong], method)
-                    maps[target] = m
-                else:
-                    maps[target] = _maps(explain, x, pred, method)
-            for name, proto in protocols.items():
-                for score, value in _score_maps(model, x, y, maps[proto.target], proto, batch).items():
-                    scores[insdel_metric(method, score, name, settings.protocols[0])] = value
-            examples[method] = maps[protocols[settings.protocols[0]].target][:settings.n_examples].cpu()
+                                    "explained_accuracy": 100 * float((ev.predictions == y).float().mean())}
+        primary = settings.protocols[0]
+        for method, results in ev.scores.items():
+            for name, r in results.items():
+                insertion, deletion = r.insertion.cpu(), r.deletion.cpu()
+                values = {"insertion": _mean(insertion), "deletion": _mean(deletion),
+                          "overall": _mean(insertion - deletion)}
+                for score, value in values.items():
+                    scores[insdel_metric(method, score, name, primary)] = 100 * value
         k = settings.n_examples
-        atomic_torch_save({"images": x[:k].cpu(), "labels": y[:k].cpu(), "predictions": pred[:k].cpu(),
+        examples = {m: maps[protocols[primary].target][:k].cpu() for m, maps in ev.maps.items()}
+        atomic_torch_save({"images": x[:k].cpu(), "labels": y[:k].cpu(), "predictions": ev.predictions[:k].cpu(),
                            "maps": examples}, folder / EXAMPLES_FILE)
         record = {"scores": scores, "protocols": {n: p.to_dict() for n, p in protocols.items()}}
         atomic_write_text(folder / "scores.json", json.dumps(record, indent=2, sort_keys=True))
@@ -158,7 +150,7 @@ def saliency_scores(ctx: Any, trained: TrainedModel, spec: StudySet, seed: int,
     return {k: float(v) for k, v in scores.items()}, folder
 
 
-def iou_scores(ctx: Any, trained: TrainedModel, spec: StudySet, n_images: int, batch: int) -> dict[str, float]:
+def iou_scores(ctx: Any, trained: StudyModel, spec: StudySet, n_images: int, batch: int) -> dict[str, float]:
     """Soft IoU of Grad-CAM maps (predicted class) with the test masks of ``spec`` (cached).
 
     ``soft_iou_batch``: the reproduction's choice, soft IoU of each batch of ``batch`` images pooled,
@@ -168,16 +160,12 @@ def iou_scores(ctx: Any, trained: TrainedModel, spec: StudySet, n_images: int, b
            "batch": int(batch)}
 
     def build(folder: Path) -> None:
-        from xairepro.explain import GradCAM
-        from xairepro.metrics import soft_iou
-
         device = torch.device(ctx.device)
         model = trained.load(device)
         x, _, seg = load_images(spec, ctx.data_dir, n_images, masks=True)
-        x = x.to(device)
-        cam = GradCAM(model)
-        maps = torch.cat([cam(x[i:i + CHUNK]) for i in range(0, x.shape[0], CHUNK)]).cpu()
-        per_image = soft_iou(maps, seg, reduction="image")
+        ev = evaluate_saliency(model, x.to(device), None, ["gradcam"], {}, masks=seg)
+        maps = ev.maps["gradcam"]["predicted"].cpu()
+        per_image = ev.iou["gradcam"]["predicted"].cpu()
         per_batch = torch.stack([soft_iou(maps[i:i + batch], seg[i:i + batch], reduction="batch")
                                  for i in range(0, maps.shape[0], batch)])
         scores = {"soft_iou_batch": _mean(per_batch), "soft_iou_image": _mean(per_image),

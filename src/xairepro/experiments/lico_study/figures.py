@@ -11,18 +11,12 @@ from typing import Any
 
 import numpy as np
 import torch
+from matplotlib.figure import Figure
 
 from xairepro.experiments.base import Results
-from xairepro.utils import atomic_path
+from xairepro.utils import save_figure
 
-__all__ = ["grouped_bars", "saliency_examples", "save"]
-
-
-def save(fig: Any, path: Path) -> Path:
-    """Write ``fig`` as a PNG at ``path`` atomically."""
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
-    return path
+__all__ = ["grouped_bars", "saliency_examples"]
 
 
 def _draw_groups(ax: Any, results: Results, groups: Sequence[tuple[str, str, str]],
@@ -48,8 +42,6 @@ def _draw_groups(ax: Any, results: Results, groups: Sequence[tuple[str, str, str
 def grouped_bars(results: Results, panels: Sequence[tuple[str, Sequence[tuple[str, str, str]]]],
                  variants: Sequence[str], labels: Mapping[str, str], ylabel: str, path: Path) -> Path | None:
     """One panel per (title, groups); returns None when nothing of it is in ``results``."""
-    from matplotlib.figure import Figure
-
     wanted = [(t, [g for g in groups if any(results.values(g[1], g[2], v).size for v in variants)])
               for t, groups in panels]
     wanted = [(t, g) for t, g in wanted if g]
@@ -63,7 +55,7 @@ def grouped_bars(results: Results, panels: Sequence[tuple[str, Sequence[tuple[st
         ax.set_title(title, fontsize=9)
         ax.set_ylabel(ylabel, fontsize=8)
     axes[-1].legend(fontsize=7, loc="best")
-    return save(fig, path)
+    return save_figure(fig, path)
 
 
 def _rgb(img: torch.Tensor) -> np.ndarray:
@@ -74,8 +66,6 @@ def _rgb(img: torch.Tensor) -> np.ndarray:
 def saliency_examples(images: torch.Tensor, columns: Sequence[tuple[str, torch.Tensor]], path: Path,
                       row_titles: Sequence[str] | None = None) -> Path:
     """Rows = images (N, C, H, W); columns: the image, then each (title, maps (N, H, W)) over it."""
-    from matplotlib.figure import Figure
-
     n = images.shape[0]
     cols = 1 + len(columns)
     fig = Figure(figsize=(1.5 * cols, 1.5 * n))
@@ -93,4 +83,4 @@ def saliency_examples(images: torch.Tensor, columns: Sequence[tuple[str, torch.T
             ax.set_xticks([])
             ax.set_yticks([])
     axes[0, 0].set_title("image", fontsize=7)
-    return save(fig, path)
+    return save_figure(fig, path)

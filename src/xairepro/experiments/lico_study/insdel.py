@@ -14,18 +14,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from xairepro.config import config_to_dict
+import torch
+
+from xairepro.config import config_to_dict, resolve_config
 from xairepro.experiments.base import Cell, Claim, Context, Figure, MetricSpec, Record, Results, TableSpec, Verdict
 from xairepro.experiments.lico_study.common import (
     QUICK_COMMON, StudyConfig, StudyExperiment, cell_dir, set_label,
 )
 from xairepro.experiments.lico_study.evaluation import (
-    EXAMPLES_FILE, METHOD_LABELS, SCORES, insdel_metric, saliency_scores,
+    EXAMPLES_FILE, METHOD_LABELS, SCORES, STUDY_PROTOCOLS, SaliencySettings, insdel_metric, saliency_scores,
+    study_protocol,
 )
 from xairepro.experiments.lico_study.references import Published, insdel_published
-from xairepro.experiments.lico_study.runs import SaliencySettings, trained_model
 from xairepro.experiments.lico_study.sets import VARIANT_LABELS, StudySet, get_study_set
-from xairepro.experiments.lico_study.stats import consistently, difference, guarded
+from xairepro.experiments.lico_study.trained_models import StudyModel
+from xairepro.experiments.lico_study.stats import advantage, consistently, guarded
+from xairepro.metrics import HIGHER_IS_BETTER, higher_is_better
 
 __all__ = ["InsDelConfig", "LicoInsDelExperiment", "QUICK_SALIENCY", "insdel_metrics", "insdel_tables",
            "interpretability_claim", "examples_figure"]
@@ -47,21 +51,20 @@ class InsDelConfig(StudyConfig):
         self.saliency.validate()
 
 
-def insdel_metrics(methods: tuple[str, ...] = ("gradcam", "gradcampp", "rise"),
-                   protocols: tuple[str, ...] = ("lico-fact", "petsiuk")) -> dict[str, MetricSpec]:
+def insdel_metrics(methods: tuple[str, ...] = tuple(METHOD_LABELS),
+                   protocols: tuple[str, ...] = STUDY_PROTOCOLS) -> dict[str, MetricSpec]:
     """Metric specs of every (protocol, method, score), the first protocol unprefixed."""
-    better = {"insertion": True, "deletion": False, "overall": True}
     out = {}
     for proto in protocols:
         for method in methods:
             for score in SCORES:
                 out[insdel_metric(method, score, proto, protocols[0])] = MetricSpec(
-                    f"{METHOD_LABELS[method]} {score} (AUC %, {proto})", higher_is_better=better[score])
+                    f"{METHOD_LABELS[method]} {score} (AUC %, {proto})", higher_is_better=HIGHER_IS_BETTER[score])
     return out
 
 
-def insdel_tables(methods: tuple[str, ...] = ("gradcam", "gradcampp", "rise"),
-                  protocols: tuple[str, ...] = ("lico-fact", "petsiuk"), source: str = "") -> tuple[TableSpec, ...]:
+def insdel_tables(methods: tuple[str, ...] = tuple(METHOD_LABELS), protocols: tuple[str, ...] = STUDY_PROTOCOLS,
+                  source: str = "") -> tuple[TableSpec, ...]:
     return tuple(TableSpec(f"{METHOD_LABELS[m]}: insertion / deletion / Overall (AUC x 100), protocol {p}",
                            tuple(insdel_metric(m, s, p, protocols[0]) for s in SCORES),
                            source if p == protocols[0] else "protocol variant (not in the study)")
@@ -74,7 +77,7 @@ def interpretability_claim(keys: list[str], methods: list[str], z: float, classe
     compared model is not clearly above chance (``classes``: K of each data set, see :func:`~.stats.guarded`)."""
 
     def check(results: Results) -> Verdict:
-        effects = {f"{k} {METHOD_LABELS[m]}": difference(results, f"{m}.overall", k, "lico", "baseline")
+        effects = {f"{k} {METHOD_LABELS[m]}": advantage(results, f"{m}.overall", k, "lico", "baseline")
                    for k in keys for m in methods}
         return guarded(consistently(effects, z, "LICO - baseline Overall (AUC points)"), results, classes or {},
                        ("baseline", "lico"), min_skill)
@@ -86,8 +89,7 @@ def interpretability_claim(keys: list[str], methods: list[str], z: float, classe
 
 def examples_figure(results: Results, out_dir: Path, experiment: str, variants: list[str]) -> list[Figure]:
     """Figure 2 of the study: Grad-CAM maps of the first test images, one column per variant (first seed)."""
-    import torch
-
+    # lazy: matplotlib, only when drawing (listing experiments stays cheap)
     from xairepro.experiments.lico_study.figures import saliency_examples
 
     figures = []
@@ -128,8 +130,10 @@ class LicoInsDelExperiment(StudyExperiment):
         "quick": {**QUICK_COMMON, "datasets": ["shapes-k4", "shapes-k12"], "saliency": QUICK_SALIENCY},
         "paper": {},
     }
-    metrics = {**insdel_metrics(), "explained_accuracy": MetricSpec("accuracy on the explained images (%)", True),
-               "accuracy": MetricSpec("test accuracy of the explained model (%, full test split)", True)}
+    metrics = {**insdel_metrics(),
+               "explained_accuracy": MetricSpec("accuracy on the explained images (%)", HIGHER_IS_BETTER["accuracy"]),
+               "accuracy": MetricSpec("test accuracy of the explained model (%, full test split)",
+                                      higher_is_better("accuracy"))}
     tables = (*insdel_tables(source="seed 000, Tables 1 and 4"),
               TableSpec("Test accuracy (%) of the explained models (full test split)", ("accuracy",)))
 
@@ -140,9 +144,8 @@ class LicoInsDelExperiment(StudyExperiment):
         return {"saliency": config_to_dict(cfg.saliency)}
 
     def run_cell(self, cell: Cell, ctx: Context) -> list[Record]:
-        training, lico = self.settings(cell)
-        model = trained_model(ctx, get_study_set(cell.dataset), cell.variant, cell.seed, training, lico)
-        return [cell.record("accuracy", model.accuracy)] + insdel_records(cell, ctx, (training, lico))
+        model = self.trained(cell, ctx)
+        return [cell.record("accuracy", model.accuracy)] + insdel_records(cell, ctx, model)
 
     def claims(self, cfg: InsDelConfig) -> list[Claim]:
         return [interpretability_claim(list(cfg.datasets), list(cfg.saliency.methods), cfg.significance,
@@ -153,8 +156,6 @@ class LicoInsDelExperiment(StudyExperiment):
             examples_figure(results, out_dir, self.name, list(dict.fromkeys(results.frame["variant"])))
 
     def describe(self, cfg: InsDelConfig) -> dict[str, Any]:
-        from xairepro.experiments.lico_study.evaluation import study_protocol
-
         out = super().describe(cfg)
         out["protocols"] = {p: study_protocol(p, 32, 32, cfg.saliency.pixels_per_step).to_dict()
                             for p in cfg.saliency.protocols}
@@ -164,15 +165,10 @@ class LicoInsDelExperiment(StudyExperiment):
         return out
 
 
-def insdel_records(cell: Cell, ctx: Context, settings: tuple[Any, dict[str, Any]]) -> list[Record]:
-    """Train-or-fetch the cell's model, score its saliency maps, keep the example maps in the cell folder."""
-    from xairepro.config import resolve_config
-
-    training, lico = settings
+def insdel_records(cell: Cell, ctx: Context, model: StudyModel) -> list[Record]:
+    """Score the saliency maps of the cell's trained ``model``, keep the example maps in the cell folder."""
     saliency = resolve_config(SaliencySettings, values=dict(cell.params["saliency"]))
-    spec = get_study_set(cell.dataset)
-    model = trained_model(ctx, spec, cell.variant, cell.seed, training, lico)
-    scores, folder = saliency_scores(ctx, model, spec, cell.seed, saliency)
+    scores, folder = saliency_scores(ctx, model, get_study_set(cell.dataset), cell.seed, saliency)
     if (folder / EXAMPLES_FILE).is_file():
         Path(ctx.cache_dir).mkdir(parents=True, exist_ok=True)
         shutil.copyfile(folder / EXAMPLES_FILE, Path(ctx.cache_dir) / EXAMPLES_FILE)
@@ -181,6 +177,7 @@ def insdel_records(cell: Cell, ctx: Context, settings: tuple[Any, dict[str, Any]
 
 def overall_figures(results: Results, out_dir: Path, ylabel: str, source: str) -> list[Figure]:
     """Overall per method and variant, one panel per data set (primary protocol)."""
+    # lazy: matplotlib, only when drawing (listing experiments stays cheap)
     from xairepro.experiments.lico_study.figures import grouped_bars
 
     frame = results.frame

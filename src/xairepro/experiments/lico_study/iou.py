@@ -18,9 +18,9 @@ from xairepro.experiments.base import Cell, Claim, Context, Figure, MetricSpec, 
 from xairepro.experiments.lico_study.common import QUICK_COMMON, StudyConfig, StudyExperiment, set_label
 from xairepro.experiments.lico_study.evaluation import iou_scores
 from xairepro.experiments.lico_study.references import Published, iou_published
-from xairepro.experiments.lico_study.runs import trained_model
 from xairepro.experiments.lico_study.sets import VARIANT_LABELS, StudySet, get_study_set
-from xairepro.experiments.lico_study.stats import consistently, difference, guarded
+from xairepro.experiments.lico_study.stats import advantage, consistently, guarded
+from xairepro.metrics import higher_is_better
 
 __all__ = ["IouConfig", "LicoIouExperiment", "iou_claim"]
 
@@ -44,7 +44,7 @@ def iou_claim(keys: list[str], z: float, classes: dict[str, int] | None = None, 
     """Inconclusive when a compared model is not clearly above chance (see :func:`~.stats.guarded`)."""
 
     def check(results: Results) -> Verdict:
-        effects = {k: difference(results, "soft_iou_batch", k, "baseline", "lico") for k in keys}
+        effects = {k: advantage(results, "soft_iou_batch", k, "baseline", "lico") for k in keys}
         return guarded(consistently(effects, z, "baseline - LICO soft IoU"), results, classes or {},
                        ("baseline", "lico"), min_skill)
 
@@ -61,9 +61,11 @@ class LicoIouExperiment(StudyExperiment):
     config_class = IouConfig
     presets = {"quick": {**QUICK_COMMON, "datasets": ["shapes-k4"], "n_images": 64}, "paper": {}}
     metrics = {
-        "soft_iou_batch": MetricSpec("soft IoU, pooled per batch (the reproduction's choice)", True),
-        "soft_iou_image": MetricSpec("soft IoU, mean over images", True),
-        "accuracy": MetricSpec("test accuracy of the explained model (%, full test split)", True),
+        "soft_iou_batch": MetricSpec("soft IoU, pooled per batch (the reproduction's choice)",
+                                     higher_is_better("soft_iou_batch")),
+        "soft_iou_image": MetricSpec("soft IoU, mean over images", higher_is_better("soft_iou_image")),
+        "accuracy": MetricSpec("test accuracy of the explained model (%, full test split)",
+                               higher_is_better("accuracy")),
     }
     tables = (TableSpec("Soft IoU of Grad-CAM maps with segmentation masks", ("soft_iou_batch", "soft_iou_image"),
                         "seed 000, Table 5"),
@@ -80,10 +82,9 @@ class LicoIouExperiment(StudyExperiment):
         return {"n_images": int(cfg.n_images), "batch": int(cfg.batch)}
 
     def run_cell(self, cell: Cell, ctx: Context) -> list[Record]:
-        training, lico = self.settings(cell)
-        spec = get_study_set(cell.dataset)
-        model = trained_model(ctx, spec, cell.variant, cell.seed, training, lico)
-        scores = iou_scores(ctx, model, spec, int(cell.params["n_images"]), int(cell.params["batch"]))
+        model = self.trained(cell, ctx)
+        scores = iou_scores(ctx, model, get_study_set(cell.dataset), int(cell.params["n_images"]),
+                            int(cell.params["batch"]))
         return [cell.record("accuracy", model.accuracy)] + [cell.record(k, scores[k])
                                                             for k in ("soft_iou_batch", "soft_iou_image")]
 
@@ -92,6 +93,7 @@ class LicoIouExperiment(StudyExperiment):
                           cfg.min_skill)]
 
     def figures(self, results: Results, out_dir: Path) -> list[Figure]:
+        # lazy: matplotlib, only when drawing (listing experiments stays cheap)
         from xairepro.experiments.lico_study.figures import grouped_bars
 
         frame = results.frame

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from xairepro.errors import ConfigError
+from xairepro.lico.config import LicoConfig
 
 __all__ = [
     "StudySet", "STUDY_SETS", "register_study_set", "unregister_study_set", "get_study_set",
@@ -139,8 +140,6 @@ def variant_method(variant: str, lico: Mapping[str, Any]) -> tuple[str, dict[str
     method, own = VARIANTS[variant]
     if method != "lico":
         return method, {}
-    from xairepro.lico.config import LicoConfig
-
     known = {f.name for f in dataclasses.fields(LicoConfig)}
     unknown = sorted(set(lico) - known)
     if unknown:

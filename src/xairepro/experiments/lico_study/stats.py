@@ -28,10 +28,13 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+import numpy as np
+
 from xairepro.experiments.base import Results, Verdict
+from xairepro.metrics import higher_is_better
 
 __all__ = [
-    "Effect", "difference", "gain_difference", "consistently", "never_above", "no_difference", "chance_check",
+    "Effect", "difference", "advantage", "gain_difference", "gain_advantage", "consistently", "never_above", "no_difference", "chance_check",
     "guarded",
 ]
 
@@ -62,8 +65,6 @@ class Effect:
 
 def difference(results: Results, metric: str, dataset: str, a: str, b: str) -> Effect:
     """mean(a) - mean(b) of ``metric`` on ``dataset`` over seeds (NaNs dropped), with its standard error."""
-    import numpy as np
-
     va, vb = results.values(metric, dataset, a), results.values(metric, dataset, b)
     va, vb = va[~np.isnan(va)], vb[~np.isnan(vb)]
     if not va.size or not vb.size:
@@ -79,6 +80,25 @@ def gain_difference(results: Results, metric: str, first: str, second: str, trea
     g1 = difference(results, metric, first, treated, control)
     g2 = difference(results, metric, second, treated, control)
     return Effect(g1.diff - g2.diff, math.hypot(g1.se, g2.se))
+
+
+def _oriented(effect: Effect, metric: str) -> Effect:
+    """``effect`` as "how much better": negated where ``metric`` is lower-is-better (``HIGHER_IS_BETTER``)."""
+    direction = higher_is_better(metric)
+    if direction is None:
+        raise ValueError(f"metric {metric!r} has no direction in xairepro.metrics.HIGHER_IS_BETTER")
+    return effect if direction else Effect(-effect.diff, effect.se)
+
+
+def advantage(results: Results, metric: str, dataset: str, a: str, b: str) -> Effect:
+    """How much better ``a`` is than ``b`` in ``metric``: :func:`difference` oriented by the metric's direction."""
+    return _oriented(difference(results, metric, dataset, a, b), metric)
+
+
+def gain_advantage(results: Results, metric: str, first: str, second: str, treated: str, control: str) -> Effect:
+    """How much more ``treated`` improves on ``control`` on ``first`` than on ``second``: :func:`gain_difference`
+    oriented by the metric's direction."""
+    return _oriented(gain_difference(results, metric, first, second, treated, control), metric)
 
 
 def _numbers(effects: Mapping[str, Effect]) -> dict[str, float]:

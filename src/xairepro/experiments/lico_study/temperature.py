@@ -16,14 +16,14 @@ from typing import Any
 from xairepro.config import config_to_dict
 from xairepro.experiments.base import Cell, Claim, Context, Figure, MetricSpec, Record, Results, TableSpec, Verdict
 from xairepro.experiments.lico_study.common import QUICK_COMMON, StudyConfig, StudyExperiment, set_label
-from xairepro.experiments.lico_study.evaluation import METHOD_LABELS
+from xairepro.experiments.lico_study.evaluation import METHOD_LABELS, SaliencySettings
 from xairepro.experiments.lico_study.insdel import (
     QUICK_SALIENCY, insdel_metrics, insdel_records, insdel_tables, overall_figures,
 )
 from xairepro.experiments.lico_study.references import Published, tau_published
-from xairepro.experiments.lico_study.runs import SaliencySettings, trained_model
-from xairepro.experiments.lico_study.sets import VARIANT_LABELS, StudySet, get_study_set
+from xairepro.experiments.lico_study.sets import VARIANT_LABELS, StudySet
 from xairepro.experiments.lico_study.stats import difference, guarded, no_difference
+from xairepro.metrics import higher_is_better
 
 __all__ = ["TauConfig", "LicoTemperatureExperiment", "tau_claim"]
 
@@ -72,7 +72,7 @@ class LicoTemperatureExperiment(StudyExperiment):
         "paper": {},
     }
     metrics = {
-        "accuracy": MetricSpec("test accuracy (%)", higher_is_better=True),
+        "accuracy": MetricSpec("test accuracy (%)", higher_is_better("accuracy")),
         **insdel_metrics(),
         "final_tau": MetricSpec("tau at the end of training"),
         "final_mm_loss": MetricSpec("L_MM at the end of training (train mean, last epoch)"),
@@ -90,13 +90,12 @@ class LicoTemperatureExperiment(StudyExperiment):
         return {"saliency": config_to_dict(cfg.saliency)}
 
     def run_cell(self, cell: Cell, ctx: Context) -> list[Record]:
-        training, lico = self.settings(cell)
-        model = trained_model(ctx, get_study_set(cell.dataset), cell.variant, cell.seed, training, lico)
+        model = self.trained(cell, ctx)
         records = [cell.record("accuracy", model.accuracy)]
         for name, key in (("final_tau", "train/tau"), ("final_mm_loss", "train/mm")):
             if key in model.final:
                 records.append(cell.record(name, model.final[key]))
-        scores = [r for r in insdel_records(cell, ctx, (training, lico)) if r.metric != "explained_accuracy"]
+        scores = [r for r in insdel_records(cell, ctx, model) if r.metric != "explained_accuracy"]
         return records + scores
 
     def claims(self, cfg: TauConfig) -> list[Claim]:
@@ -104,6 +103,7 @@ class LicoTemperatureExperiment(StudyExperiment):
                           {s.key: s.num_classes for s in cfg.sets()}, cfg.min_skill)]
 
     def figures(self, results: Results, out_dir: Path) -> list[Figure]:
+        # lazy: matplotlib, only when drawing (listing experiments stays cheap)
         from xairepro.experiments.lico_study.figures import grouped_bars
 
         frame = results.frame

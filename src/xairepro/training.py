@@ -1,4 +1,6 @@
-"""Run configs for training: data + model + method + ``TrainConfig``, built and checked before any step.
+"""The backend of ``xairepro train``: run configs (data + model + method + ``TrainConfig``), the registry
+of training methods, and one call that builds, trains, tests and saves a model.  The studies train their
+models through it too (``xairepro.experiments.trained_models``).
 
     cfg = resolve_config(RunConfig, overrides=["data.name=digits", "data.options.size=28",
                                                "model.name=mnist-ae", "method=ae",
@@ -25,8 +27,11 @@ import torch
 from torch import nn
 
 from xairepro.config import config_hash, config_to_dict, resolve_config
+from xairepro.data import check_dataset_options, load
 from xairepro.errors import ConfigError, UsageError
+from xairepro.lico import LicoObjective
 from xairepro.lico.config import LicoConfig
+from xairepro.models import build_model, model_info
 from xairepro.train import (
     AutoencoderObjective,
     BetaVAEObjective,
@@ -46,7 +51,7 @@ from xairepro.utils import atomic_write_text, check_output_folder_path, preserve
 __all__ = [
     "DataSection", "ModelSection", "RunConfig", "MethodContext", "MethodSpec", "BuiltRun", "RunOutcome",
     "register_method", "unregister_method", "list_methods", "get_method", "check_run_parts", "build_run",
-    "check_train_folder", "train_run", "DataRecord", "checkpoint_run_record",
+    "run_numbers", "check_train_folder", "train_run", "DataRecord", "checkpoint_run_record",
 ]
 
 
@@ -207,9 +212,6 @@ register_method("simclr", _simclr, model_kinds=("contrastive",), options=SimCLRO
 
 
 def _lico(ctx: MethodContext) -> Any:
-    from xairepro.lico import LicoObjective
-
-    ctx.cfg.method_options = config_to_dict(ctx.options)  # every LICO switch recorded in run.json and the hash
     return LicoObjective.for_model(ctx.model, list(ctx.info.class_names or []), ctx.options,
                                    input_shape=tuple(ctx.info.input_shape), seed=ctx.cfg.train.seed)
 
@@ -230,14 +232,13 @@ class BuiltRun:
     test: Any
     info: Any
     method: MethodSpec
+    options: Any = None      # the method's resolved options (its ``options`` dataclass), recorded in run.json
 
     def __iter__(self) -> Iterator[Any]:
         return iter((self.model, self.objective, self.train, self.val, self.test))
 
 
 def _load_splits(cfg: RunConfig) -> tuple[Any, Any, Any]:
-    from xairepro.data import load
-
     kw = dict(seed=cfg.data.seed, **dict(cfg.data.options))
     return tuple(load(cfg.data.name, split, cfg.data.data_dir, **kw) for split in ("train", "val", "test"))
 
@@ -303,9 +304,6 @@ def check_run_parts(data: str, data_options: dict[str, Any], model: str, method:
     """Raise a one-line error for an unknown data set, data option, model, training method or method option,
     or a method that does not train this kind of model; nothing is loaded or built (``RunConfig.validate``
     and the studies' configs check their runs with it before the first cell runs)."""
-    from xairepro.data import check_dataset_options
-    from xairepro.models import model_info
-
     check_dataset_options(data, dict(data_options))
     kind = model_info(model).kind
     spec = get_method(method)
@@ -316,9 +314,10 @@ def check_run_parts(data: str, data_options: dict[str, Any], model: str, method:
 
 
 def build_run(cfg: RunConfig) -> BuiltRun:
-    """Load the data, build the model for its input shape, check they fit, make the objective."""
-    from xairepro.models import build_model, model_info
+    """Load the data, build the model for its input shape, check they fit, make the objective.
 
+    ``cfg`` is not changed; the method's resolved options are ``BuiltRun.options``.
+    """
     cfg.validate()
     spec = get_method(cfg.method)
     minfo = model_info(cfg.model.name)
@@ -337,7 +336,7 @@ def build_run(cfg: RunConfig) -> BuiltRun:
         objective = spec.factory(MethodContext(cfg, method_options, model, train, info))
     except (ValueError, TypeError) as exc:
         raise ConfigError(f"method {cfg.method!r}: {str(exc).strip().splitlines()[0]}") from None
-    return BuiltRun(model, objective, train, val, test, info, spec)
+    return BuiltRun(model, objective, train, val, test, info, spec, method_options)
 
 
 # ---------------------------------------------------------------------------------------------- run
@@ -357,6 +356,24 @@ class RunOutcome:
         final = {k: v for k, v in self.result.last.items() if k not in ("epoch", "lr")}
         final.update({f"test/{k}": v for k, v in self.test.items()})
         return final
+
+
+def run_numbers(cfg: RunConfig) -> dict[str, Any]:
+    """What a run's numbers depend on: the config as a dict without where things are (``out_dir``,
+    ``data.data_dir``) and how fast they run (``train.progress``, ``train.num_workers``).
+
+    The one filter behind every training hash: ``train_run``'s ``run.json`` and the studies' model cache.
+    """
+    numbers = config_to_dict(cfg)
+    del numbers["out_dir"], numbers["data"]["data_dir"], numbers["train"]["progress"], numbers["train"]["num_workers"]
+    return numbers
+
+
+def _recorded(cfg: RunConfig, run: BuiltRun) -> RunConfig:
+    """``cfg`` with the method's resolved options (every default spelled out), as run.json records it."""
+    if run.options is None or not dataclasses.is_dataclass(run.options):
+        return cfg
+    return dataclasses.replace(cfg, method_options=config_to_dict(run.options))
 
 
 def _read_record(path: Path) -> dict[str, Any] | None:
@@ -393,18 +410,18 @@ def check_train_folder(out_dir: Path) -> None:
 def train_run(cfg: RunConfig, *, progress: bool | None = None) -> RunOutcome:
     """Build, train (resuming from ``out_dir`` when it holds this run), test, save ``out_dir/model.pt``.
 
-    An ``out_dir`` holding anything else (another training run, whether or not its resume state is still
-    there; the results of ``xairepro reproduce``; other files) raises a :class:`UsageError` before any
-    file in it is touched.
+    ``cfg`` is not changed (``progress`` overrides ``cfg.train.progress`` for this call).  An ``out_dir``
+    holding anything else (another training run, whether or not its resume state is still there; the
+    results of ``xairepro reproduce``; other files) raises a :class:`UsageError` (:class:`ConfigError` for
+    another run) before any file in it is touched.
     """
     if progress is not None:
-        cfg.train.progress = progress
+        cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, progress=progress))
     out_dir = Path(cfg.out_dir)
     check_train_folder(out_dir)
     run = build_run(cfg)
-    numbers = config_to_dict(cfg)  # what changes the numbers: all but the folder, progress and workers
-    del numbers["out_dir"], numbers["train"]["progress"], numbers["train"]["num_workers"]
-    run_hash = config_hash(numbers)
+    cfg = _recorded(cfg, run)
+    run_hash = config_hash(run_numbers(cfg))
     record = out_dir / "run.json"
     previous = _read_record(record)
     if previous is not None and previous.get("config_hash") != run_hash:

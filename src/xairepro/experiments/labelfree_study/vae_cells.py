@@ -7,8 +7,12 @@ from torch import Tensor
 
 from xairepro.config import resolve_config
 from xairepro.experiments.base import Cell, Context, Record
-from xairepro.experiments.labelfree_study.disentangled_vae import VaeSet, vae_setup
-from xairepro.experiments.labelfree_study.models import load_tensors, pick_indices, trained_model
+from xairepro.experiments.labelfree_study.sets import VaeSet, vae_setup
+from xairepro.experiments.labelfree_study.trained_models import load_tensors, pick_indices, trained_model
+from xairepro.explain import LabelFreeAttribution
+from xairepro.metrics import (
+    active_units, attribution_entropy, cosine_offdiagonal, pearson_offdiagonal, spearman_offdiagonal,
+)
 from xairepro.utils import derive_seed
 
 __all__ = ["vae_records", "unit_map_statistics", "informative_units", "INFORMATIVE_VARIANCE"]
@@ -28,10 +32,6 @@ def informative_units(mu: Tensor, threshold: float = INFORMATIVE_VARIANCE) -> fl
 def unit_map_statistics(maps: Tensor) -> dict[str, float]:
     """The statistics of per-unit maps (B, d, ...): Pearson pooled over the set (as the original) and per
     example, Spearman pooled, cosine per example, attribution entropy, active units."""
-    from xairepro.metrics import (
-        active_units, attribution_entropy, cosine_offdiagonal, pearson_offdiagonal, spearman_offdiagonal,
-    )
-
     return {"pearson": pearson_offdiagonal(maps, pooled=True),
             "pearson_per_example": pearson_offdiagonal(maps, pooled=False),
             "spearman": spearman_offdiagonal(maps, pooled=True),
@@ -43,8 +43,6 @@ def unit_map_statistics(maps: Tensor) -> dict[str, float]:
 def vae_records(cell: Cell, ctx: Context) -> list[Record]:
     """Train-or-fetch the cell's VAE, attribute its test images per latent unit (label-free GradientShap,
     zero baseline), record the statistics of the unit maps."""
-    from xairepro.explain import LabelFreeAttribution
-
     p = cell.params
     vs = resolve_config(VaeSet, values=dict(p["vae_set"]))
     setup = vae_setup(vs, str(p["vae_type"]), float(p["beta"]))

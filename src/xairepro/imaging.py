@@ -1,7 +1,11 @@
-"""Helpers shared by the saliency methods and the insertion/deletion metric.
+"""Image and tensor helpers every layer shares (ground floor: imports only torch and ``xairepro.errors``).
 
-Input checks in the user's terms, target resolution, per-image min-max normalisation, a batched
-Gaussian blur in pixel space, target-layer lookup and one activation/gradient capture.
+- input checks in the user's terms: :func:`check_images` (batches of images, for models, explainers and
+  metrics alike) and :func:`check_maps` (saliency maps against their images);
+- :func:`resolve_targets`: a class index per image from ``None`` (the prediction), an int or a sequence;
+- :func:`normalize_maps`: per-image min-max to [0, 1];
+- :func:`gaussian_blur`: a separable Gaussian blur in pixel space, of images (B, C, H, W) or series (N, T, C);
+- :func:`batched_forward` / :func:`auto_batch_size`: forwards of many perturbed images, fast on the CPU.
 """
 
 from __future__ import annotations
@@ -14,7 +18,19 @@ from torch import nn
 
 from xairepro.errors import UsageError
 
+__all__ = [
+    "Target", "GPU_BATCH_SIZE", "CPU_BATCH_SIZE", "BLUR_KERNEL", "BLUR_SIGMA", "auto_batch_size", "batched_forward",
+    "check_images", "check_maps", "resolve_targets", "normalize_maps", "gaussian_kernel1d", "gaussian_blur",
+]
+
+#: A class per image: ``None`` (the model's prediction), one int for all, or one per image.
 Target = int | torch.Tensor | Sequence[int] | None
+
+#: Sigma of every Gaussian blur substrate: Petsiuk et al.'s insertion start (and the LICO reproduction's),
+#: and the label-free study's replacement and attribution baseline (seed 003).
+BLUR_SIGMA = 5.0
+#: Kernel of the label-free study's blur (seed 003: 21 x 21 on CIFAR-10), the default of :func:`gaussian_blur`.
+BLUR_KERNEL = 21
 
 
 #: Forwards per batch when none is given: large on accelerators; cache-sized on the CPU, where 32
@@ -39,23 +55,41 @@ def batched_forward(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
     return model(images)
 
 
-def check_images(x: torch.Tensor, name: str = "images", model: nn.Module | None = None) -> None:
-    """Raise a one-line ``UsageError`` unless ``x`` is a non-empty finite float tensor (B, C, H, W)
-    (of the floating dtype of ``model``'s weights when a model is given)."""
+def check_images(x: object, who: str = "images", *, channels: int | None = None,
+                 size: tuple[int, int] | None = None, min_size: int = 1, strict: bool = True,
+                 model: nn.Module | None = None) -> None:
+    """Raise a one-line :class:`UsageError` naming ``who`` unless ``x`` is a float batch (B, C, H, W).
+
+    ``channels`` fixes C; ``size`` fixes (H, W) exactly, otherwise both sides must be at least ``min_size``.
+    ``strict`` (explainers and metrics) also refuses an empty batch and NaN or infinite values; a model's
+    forward checks with ``strict=False`` (reading every value would cost a pass over the batch). Given a
+    ``model``, the images must also have the floating dtype of its weights (explainers: torch's own error
+    would name neither).
+    """
+    want = f"(B, {channels if channels is not None else 'C'}, H, W)"
     if not isinstance(x, torch.Tensor):
-        raise UsageError(f"{name} must be a tensor, got {type(x).__name__}")
-    if x.dim() != 4:
-        raise UsageError(f"{name} must have shape (B, C, H, W), got {tuple(x.shape)}")
-    if x.shape[0] == 0:
-        raise UsageError(f"{name} is an empty batch (shape {tuple(x.shape)})")
+        raise UsageError(f"{who} expects a tensor of images, got {type(x).__name__}")
+    if x.ndim != 4:
+        hint = " (add a batch dimension with x.unsqueeze(0))" if x.ndim == 3 else ""
+        raise UsageError(f"{who} expects a batch of images shaped {want}, got shape {tuple(x.shape)}{hint}")
     if not x.is_floating_point():
-        raise UsageError(f"{name} must be a float tensor, got {x.dtype}")
-    if not bool(torch.isfinite(x).all()):
-        raise UsageError(f"{name} contain NaN or infinite values")
+        raise UsageError(f"{who} expects float images in [0, 1], got dtype {x.dtype}")
+    if channels is not None and x.shape[1] != channels:
+        got = f"{int(x.shape[1])} channel" + ("" if x.shape[1] == 1 else "s")
+        raise UsageError(f"{who} expects {channels}-channel images, got {got}")
+    h, w = int(x.shape[2]), int(x.shape[3])
+    if size is not None and (h, w) != tuple(size):
+        raise UsageError(f"{who} expects {size[0]} x {size[1]} images, got {h} x {w}")
+    if h < min_size or w < min_size:
+        raise UsageError(f"{who} expects images of at least {min_size} x {min_size} pixels, got {h} x {w}")
+    if strict and x.shape[0] == 0:
+        raise UsageError(f"{who} got an empty batch (shape {tuple(x.shape)})")
+    if strict and not bool(torch.isfinite(x).all()):
+        raise UsageError(f"{who} got images with NaN or infinite values")
     params = model.parameters() if isinstance(model, nn.Module) else ()
     weight = next((p for p in params if p.is_floating_point()), None)
     if weight is not None and weight.dtype != x.dtype:
-        raise UsageError(f"{name} are {str(x.dtype).removeprefix('torch.')} but the model's weights are "
+        raise UsageError(f"{who}: images are {str(x.dtype).removeprefix('torch.')} but the model's weights are "
                          f"{str(weight.dtype).removeprefix('torch.')}; convert one to the other "
                          f"(e.g. images.to({weight.dtype}))")
 
@@ -123,7 +157,7 @@ def normalize_maps(maps: torch.Tensor) -> torch.Tensor:
 def gaussian_kernel1d(kernel_size: int, sigma: float, device: torch.device | None = None,
                       dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """Normalised 1-D Gaussian g_i = exp(-(i - c)^2 / (2 sigma^2)) / sum, c = (k - 1) / 2.  (k,)."""
-    if kernel_size < 1 or kernel_size % 2 == 0:
+    if isinstance(kernel_size, bool) or kernel_size < 1 or kernel_size % 2 == 0:
         raise UsageError(f"blur kernel size must be an odd positive int, got {kernel_size}")
     if not sigma > 0:
         raise UsageError(f"blur sigma must be > 0, got {sigma}")
@@ -132,73 +166,34 @@ def gaussian_kernel1d(kernel_size: int, sigma: float, device: torch.device | Non
     return (k / k.sum()).to(dtype)
 
 
-def gaussian_blur(x: torch.Tensor, kernel_size: int, sigma: float) -> torch.Tensor:
-    """Separable Gaussian blur of images (B, C, H, W) per channel, in pixel space.
+def gaussian_blur(x: torch.Tensor, kernel_size: int = BLUR_KERNEL, sigma: float = BLUR_SIGMA, *,
+                  strict: bool = False) -> torch.Tensor:
+    """Separable Gaussian blur per channel, in pixel space: images (B, C, H, W) over H and W, series
+    (N, T, C) over T.  Same shape out.
 
-    Borders are reflected (as torchvision's ``gaussian_blur``); when the image is too small for a
-    reflection of ``kernel_size // 2`` pixels, the border is replicated instead.
+    Borders are reflected (as torchvision's ``gaussian_blur``).  A side not longer than
+    ``kernel_size // 2`` cannot be reflected: its border is replicated instead, or, with ``strict``,
+    :class:`UsageError` says the input is too small for the kernel.
     """
+    if x.ndim not in (3, 4):
+        raise UsageError(f"blur works on images (N, C, H, W) or series (N, T, C), got shape {tuple(x.shape)}")
+    k = gaussian_kernel1d(kernel_size, sigma, x.device, x.dtype)
     if kernel_size == 1:
         return x.clone()
-    b, c, h, w = x.shape
-    k = gaussian_kernel1d(kernel_size, sigma, x.device, x.dtype)
     pad = kernel_size // 2
-    mode = "reflect" if pad < h and pad < w else "replicate"
+    sides = tuple(x.shape[2:]) if x.ndim == 4 else (x.shape[1],)
+    if strict and min(sides) <= pad:
+        what = "images" if x.ndim == 4 else "series"
+        unit, got = ("px", " x ".join(map(str, sides))) if x.ndim == 4 else ("steps", str(sides[0]))
+        raise UsageError(f"a blur kernel of {kernel_size} needs {what} larger than {pad} {unit}, got {got}")
+    mode = "reflect" if min(sides) > pad else "replicate"
+    if x.ndim == 3:
+        n, t, c = x.shape
+        y = x.permute(0, 2, 1).reshape(n * c, 1, t)
+        y = F.conv1d(F.pad(y, (pad, pad), mode=mode), k.view(1, 1, -1))
+        return y.reshape(n, c, t).permute(0, 2, 1)
+    b, c, h, w = x.shape
     y = F.pad(x.reshape(b * c, 1, h, w), (pad, pad, pad, pad), mode=mode)
     y = F.conv2d(y, k.view(1, 1, 1, -1))
     y = F.conv2d(y, k.view(1, 1, -1, 1))
     return y.reshape(b, c, h, w)
-
-
-def resolve_layer(model: nn.Module, target_layer: nn.Module | str | None) -> nn.Module:
-    """The module to explain: given, looked up by dotted name, or the model's ``cam_layer``."""
-    if isinstance(target_layer, nn.Module):
-        if not any(m is target_layer for m in model.modules()):
-            raise UsageError("target_layer is not a submodule of the model")
-        return target_layer
-    if isinstance(target_layer, str):
-        try:
-            return model.get_submodule(target_layer)
-        except AttributeError:
-            names = [n for n, _ in model.named_modules() if n]
-            raise UsageError(f"model has no layer {target_layer!r}; layers: {', '.join(names[:20])}"
-                             + (" ..." if len(names) > 20 else "")) from None
-    if target_layer is None:
-        layer = getattr(model, "cam_layer", None)
-        if isinstance(layer, nn.Module):
-            return layer
-        raise UsageError("no target_layer given and the model has no `cam_layer`; pass the conv layer "
-                         "(module or dotted name) whose activations the CAM should use")
-    raise UsageError(f"target_layer must be a module, a dotted name or None, got {type(target_layer).__name__}")
-
-
-def activations_and_gradients(model: nn.Module, layer: nn.Module, x: torch.Tensor, target: Target
-                              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """One forward and one backward: (activations (B, K, h, w), d logit_t / d activations, logits, t).
-
-    The gradient is taken with ``torch.autograd.grad`` so no parameter's ``.grad`` is touched; the
-    forward hook is removed before returning, also after an exception.
-    """
-    store: list[torch.Tensor] = []
-
-    def hook(_module: nn.Module, _inp: object, out: torch.Tensor) -> None:
-        if not isinstance(out, torch.Tensor) or out.dim() != 4:
-            raise UsageError(f"target layer output must be a (B, K, h, w) tensor, got "
-                             f"{getattr(out, 'shape', type(out).__name__)}")
-        store.append(out)
-
-    handle = layer.register_forward_hook(hook)
-    try:
-        with torch.enable_grad():
-            inp = x.detach().clone().requires_grad_(True)
-            logits = model(inp)
-            if not store:
-                raise UsageError("the target layer was not used in the model's forward pass")
-            act = store[-1]
-            t = resolve_targets(target, logits.detach(), x.shape[0], logits.device)
-            score = logits.gather(1, t[:, None]).sum()
-            (grad,) = torch.autograd.grad(score, act)
-    finally:
-        handle.remove()
-        store.clear()
-    return act.detach(), grad.detach(), logits.detach(), t

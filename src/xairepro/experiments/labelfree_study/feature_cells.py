@@ -10,8 +10,10 @@ from torch import Tensor
 from xairepro.config import resolve_config
 from xairepro.experiments.base import Cell, Context, Record
 from xairepro.experiments.labelfree_study.common import frac_metric
-from xairepro.experiments.labelfree_study.feature_consistency import PREFIX, FeatureSet, variant_name
-from xairepro.experiments.labelfree_study.models import load_tensors, pick_indices, trained_model
+from xairepro.experiments.labelfree_study.sets import PREFIX, FeatureSet, variant_name
+from xairepro.experiments.labelfree_study.trained_models import load_tensors, pick_indices, trained_model
+from xairepro.explain import LabelFreeAttribution
+from xairepro.metrics import feature_consistency
 from xairepro.utils import derive_seed
 
 __all__ = ["feature_consistency_records", "attribution_kwargs", "resolve_baseline"]
@@ -38,8 +40,6 @@ def attribution_kwargs(method: str, ig_steps: int, gs_samples: int) -> dict[str,
 def attributions(encoder: torch.nn.Module, x: Tensor, method: str, baseline: Any, *, seed: int,
                  ig_steps: int, gs_samples: int, batch_size: int) -> Tensor | str:
     """Label-free attributions of ``x`` by ``method`` ("random": the control, drawn later by the metric)."""
-    from xairepro.explain import LabelFreeAttribution
-
     if method == "random":
         return "random"
     lf = LabelFreeAttribution(encoder, method)
@@ -50,8 +50,6 @@ def attributions(encoder: torch.nn.Module, x: Tensor, method: str, baseline: Any
 
 def feature_consistency_records(cell: Cell, ctx: Context) -> list[Record]:
     """Train-or-fetch the set's encoder, attribute its test examples, mask, record the latent shifts."""
-    from xairepro.metrics import feature_consistency
-
     p = cell.params
     fs = resolve_config(FeatureSet, values=dict(p["feature_set"]))
     trained = trained_model(ctx, fs.model, cell.seed)

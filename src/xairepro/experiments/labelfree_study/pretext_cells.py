@@ -7,10 +7,13 @@ from torch import Tensor
 
 from xairepro.config import resolve_config
 from xairepro.experiments.base import Cell, Context, Record
-from xairepro.experiments.labelfree_study.feature_runs import attributions
-from xairepro.experiments.labelfree_study.models import load_tensors, pick_indices, trained_model
-from xairepro.experiments.labelfree_study.pretext import PretextSet, task_setup
+from xairepro.experiments.labelfree_study.feature_cells import attributions
 from xairepro.experiments.labelfree_study.references import PAIRS, TASKS, pair_metric
+from xairepro.experiments.labelfree_study.sets import PretextSet, task_setup
+from xairepro.experiments.labelfree_study.trained_models import load_tensors, pick_indices, trained_model
+from xairepro.explain import DKNN
+from xairepro.metrics import pearson_matrix
+from xairepro.metrics.correlation import average_ranks
 from xairepro.utils import derive_seed
 
 __all__ = ["pretext_records", "task_correlations", "task_seed"]
@@ -29,9 +32,6 @@ def task_correlations(values: Tensor, *, pooled: bool) -> dict[str, Tensor]:
     ``pooled``: each task's values flattened over all N examples (one matrix, as the original's
     ``np.corrcoef``); otherwise one matrix per example, averaged (NaN entries left out).
     """
-    from xairepro.metrics import pearson_matrix
-    from xairepro.metrics.correlation import average_ranks
-
     x = values.detach().to(torch.float64).reshape(values.shape[0], values.shape[1], -1)
     if pooled:
         x = x.transpose(0, 1).reshape(1, x.shape[1], -1)
@@ -49,8 +49,6 @@ def _records(cell: Cell, values: Tensor, kind: str, variant: str, pooled: bool) 
 
 def pretext_records(cell: Cell, ctx: Context) -> list[Record]:
     """Train-or-fetch the four task models of this run; record the correlations between tasks."""
-    from xairepro.explain import DKNN
-
     p = cell.params
     ps = resolve_config(PretextSet, values=dict(p["pretext_set"]))
     encoders = {t: trained_model(ctx, task_setup(ps, t), task_seed(cell.seed, t)).model.encoder for t in TASKS}

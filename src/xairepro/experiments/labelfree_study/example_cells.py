@@ -9,20 +9,22 @@ from torch import Tensor, nn
 from xairepro.config import resolve_config
 from xairepro.experiments.base import Cell, Context, Record
 from xairepro.experiments.labelfree_study.common import frac_metric
-from xairepro.experiments.labelfree_study.example_consistency import LEAST, MOST, ExampleSet, LissaSettings
-from xairepro.experiments.labelfree_study.models import (
-    TrainedModel, load_tensors, pick_indices, reconstruction_loss, trained_model,
+from xairepro.experiments.labelfree_study.sets import LEAST, MOST, ExampleSet, LissaSettings
+from xairepro.experiments.labelfree_study.trained_models import (
+    LoadedModel, load_tensors, pick_indices, reconstruction_loss, trained_model,
 )
+from xairepro.explain import DKNN, InfluenceFunctions, SimplEx, TracIn
+from xairepro.metrics import similarity_rates
+from xairepro.metrics.similarity import ks_from_fractions
+from xairepro.train.checkpoint import load_checkpoint
 from xairepro.utils import derive_seed
 
 __all__ = ["example_consistency_records", "example_scores"]
 
 
-def example_scores(method: str, trained: TrainedModel, x_test: Tensor, x_train: Tensor, *,
+def example_scores(method: str, trained: LoadedModel, x_test: Tensor, x_train: Tensor, *,
                    hessian_data: Tensor, params: dict[str, Any], seed: int) -> Tensor:
     """Scores (n_test, n_train) of ``method``; higher = more important."""
-    from xairepro.explain import DKNN, InfluenceFunctions, SimplEx, TracIn
-
     model: nn.Module = trained.model
     if method == "dknn":
         return DKNN(model.encoder).attribute(x_test, x_train)
@@ -31,8 +33,6 @@ def example_scores(method: str, trained: TrainedModel, x_test: Tensor, x_train: 
         return SimplEx(model.encoder, steps=int(s["steps"]), lr=float(s["lr"])).attribute(x_test, x_train)
     loss_fn = reconstruction_loss(trained.setup)
     if method == "tracin":
-        from xairepro.train.checkpoint import load_checkpoint
-
         paths = trained.checkpoints()
         if not paths:
             raise ValueError(f"TracIn needs the epoch checkpoints of {trained.setup.model!r}, but it was trained "
@@ -55,9 +55,6 @@ def example_scores(method: str, trained: TrainedModel, x_test: Tensor, x_train: 
 
 def example_consistency_records(cell: Cell, ctx: Context) -> list[Record]:
     """Train-or-fetch the set's model, score the sampled examples, record Most/Least similarity rates."""
-    from xairepro.metrics import similarity_rates
-    from xairepro.metrics.similarity import ks_from_fractions
-
     p = cell.params
     es = resolve_config(ExampleSet, values=dict(p["example_set"]))
     trained = trained_model(ctx, es.model, cell.seed)
