@@ -1,0 +1,244 @@
+"""ROAD, Remove And Debias (Rong et al. 2022): faithfulness without retraining, with noisy linear imputation.
+
+For each image and percentage p, the k = floor(p * HW / 100) most relevant pixels (``order="morf"``) or
+least relevant pixels (``"lerf"``) are removed and imputed, and the model scores the imputed image.
+Pixels are ranked as in insertion/deletion (descending saliency, ties by pixel index; LeRF ascending,
+ties by pixel index).  Imputation (all channels of a removed pixel):
+
+    "linear":        each removed pixel = the weighted mean of its in-image 8 neighbours, weights 1/6
+                     (direct) and 1/12 (diagonal) renormalised over the neighbours inside the image;
+                     removed neighbours are unknowns too, so all removed pixels of an image solve one
+                     sparse linear system  W_i x_i - sum_{j removed} w_ij x_j = sum_{j kept} w_ij x_j
+    "noisy-linear":  "linear" + noise * N(0, 1) on every removed value (noise = 0.01, pixel space)
+    "fixed":         the channel mean of the unmodified image (the paper's fixed-value baseline)
+
+All (image, percentage) systems of a chunk are one block-diagonal sparse system solved in float64 by
+SuperLU on the CPU; the imputed images are scored in batched forwards on the model's device.  A good
+explanation makes MoRF scores fall fast (low mean) and LeRF scores stay high (high mean).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sparse
+import scipy.sparse.linalg as sparse_linalg
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from xairepro.errors import UsageError
+from xairepro.imaging import auto_batch_size, batched_forward, check_images, check_maps
+from xairepro.metrics._perturbation import (SCORES, Settings, check_choice, check_percentages, class_scores,
+                                            percent_counts, score_images, seeded_generator)
+from xairepro.metrics.insertion_deletion import pixel_ranks
+from xairepro.utils import preserved_state, progress
+
+__all__ = ["RoadResult", "RoadSettings", "road", "noisy_linear_imputation", "NEIGHBOUR_WEIGHTS"]
+
+#: (dy, dx, weight) of the 8 neighbours in the linear imputation (ROAD's code: 1/6 direct, 1/12 diagonal).
+NEIGHBOUR_WEIGHTS: tuple[tuple[int, int, float], ...] = (
+    (-1, -1, 1 / 12), (-1, 0, 1 / 6), (-1, 1, 1 / 12), (0, -1, 1 / 6),
+    (0, 1, 1 / 6), (1, -1, 1 / 12), (1, 0, 1 / 6), (1, 1, 1 / 12))
+
+IMPUTATIONS = ("noisy-linear", "linear", "fixed")
+ORDERS = ("morf", "lerf")
+#: Default percentages removed: 10, 20, ..., 90 (the paper's grid; pytorch-grad-cam's averages).
+DEFAULT_PERCENTAGES: tuple[float, ...] = tuple(float(p) for p in range(10, 100, 10))
+#: Unknowns per sparse solve: bounds SuperLU's memory; several images' systems share one solve.
+MAX_UNKNOWNS = 1 << 19
+
+
+@dataclass(frozen=True)
+class RoadSettings(Settings):
+    """Every choice of a ROAD run (stored with the result)."""
+
+    percentages: tuple[float, ...] = DEFAULT_PERCENTAGES
+    order: str = "morf"
+    imputation: str = "noisy-linear"
+    noise: float = 0.01
+    score: str = "softmax"
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        check_choice("order", self.order, ORDERS)
+        check_choice("imputation", self.imputation, IMPUTATIONS)
+        check_choice("score", self.score, SCORES)
+        if not (self.noise >= 0 and np.isfinite(self.noise)):
+            raise UsageError(f"noise must be a finite number >= 0, got {self.noise!r}")
+
+
+@dataclass(frozen=True)
+class RoadResult:
+    """Scores (B, P) of the target class after removing each percentage, and what they came from.
+
+    ``correct`` (B, P): the imputed image is still classified as the target; ``original`` (B,): the
+    score of the unmodified image.  ``score`` (B,) is the mean over percentages (pytorch-grad-cam's
+    ``ROAD*Average``): lower is better for MoRF, higher for LeRF.
+    """
+
+    scores: torch.Tensor
+    correct: torch.Tensor
+    original: torch.Tensor
+    percentages: torch.Tensor
+    removed_counts: torch.Tensor
+    targets: torch.Tensor
+    settings: RoadSettings
+
+    @property
+    def score(self) -> torch.Tensor:
+        """Mean score over the percentages, (B,)."""
+        return self.scores.mean(dim=1)
+
+    @property
+    def accuracy(self) -> torch.Tensor:
+        """Share of images still classified as their target, per percentage (P,) (the paper's curve)."""
+        return self.correct.float().mean(dim=0)
+
+    def summary(self) -> dict[str, float]:
+        """``road_morf`` or ``road_lerf``: the mean score over images and percentages."""
+        return {f"road_{self.settings.order}": float(self.score.mean())}
+
+
+def road(model: nn.Module, images: torch.Tensor, saliency: torch.Tensor, targets: object = None,
+         percentages: object = DEFAULT_PERCENTAGES, order: str = "morf", imputation: str = "noisy-linear",
+         seed: int = 0, *, noise: float = 0.01, score: str = "softmax", batch_size: int | None = None,
+         show_progress: bool = False) -> RoadResult:
+    """ROAD scores of ``saliency`` (B, H, W) for ``images`` (B, C, H, W) in [0, 1].
+
+    ``targets``: None (the class predicted on the unmodified image), an int or a LongTensor (B,).
+    ``percentages``: shares of pixels removed, each in [0, 100).  ``noise`` is the standard deviation
+    of the Gaussian noise of "noisy-linear" (pixel space); the noise of image i is drawn from
+    (seed, i) alone, so chunking does not change it.  ``batch_size`` = images per forward.
+    """
+    pct = check_percentages(percentages)
+    settings = RoadSettings(tuple(float(p) for p in pct.tolist()), order, imputation, float(noise), score, int(seed))
+    check_images(images)
+    saliency = check_maps(saliency, images)
+    batch_size = auto_batch_size(images.device) if batch_size is None else batch_size
+    if batch_size < 1:
+        raise UsageError(f"batch_size must be >= 1, got {batch_size}")
+    b, c, h, w = images.shape
+    device = images.device
+    counts = percent_counts(pct, h * w)
+    n_pct = counts.numel()
+    sal = saliency.detach().to("cpu", torch.float64)
+    ranks = pixel_ranks(sal if order == "morf" else -sal).view(b, h, w)       # 0 = removed first
+    xs = images.detach()
+    scores = torch.empty(b, n_pct, device=device)
+    correct = torch.empty(b, n_pct, dtype=torch.bool, device=device)
+    per_chunk = max(1, MAX_UNKNOWNS // max(1, int(counts.sum())))             # images per sparse solve
+    chunks = range(0, b, per_chunk)
+    with preserved_state(model), torch.inference_mode():
+        _, classes, original = score_images(model, xs, targets, score, batch_size)
+        for start in progress(chunks, enabled=show_progress, total=len(chunks), desc="ROAD"):
+            stop = min(start + per_chunk, b)
+            removed = ranks[start:stop, None] < counts.view(1, -1, 1, 1)       # (n, P, H, W)
+            imputed = _impute(xs[start:stop], removed, settings, first=start)  # (n * P, C, H, W) on device
+            target = classes[start:stop].repeat_interleave(n_pct)
+            logits = torch.cat([batched_forward(model, imputed[i:i + batch_size])
+                                for i in range(0, imputed.shape[0], batch_size)])
+            scores[start:stop] = class_scores(logits, target, score).view(-1, n_pct)
+            correct[start:stop] = (logits.argmax(dim=1) == target).view(-1, n_pct)
+    return RoadResult(scores.clone(), correct.clone(), original.clone(), pct.float().to(device),
+                      counts.to(device), classes.clone(), settings)
+
+
+def _impute(x: torch.Tensor, removed: torch.Tensor, settings: RoadSettings, first: int) -> torch.Tensor:
+    """Imputed copies (n * P, C, H, W) of images x (n, C, H, W) for masks ``removed`` (n, P, H, W);
+    ``first`` is the batch index of x[0] (image i's noise is drawn from (seed, first + i))."""
+    n, n_pct, h, w = removed.shape
+    c = x.shape[1]
+    rows = x.detach().to("cpu", torch.float64).repeat_interleave(n_pct, dim=0)   # (n * P, C, H, W)
+    mask = removed.reshape(n * n_pct, h, w)
+    if settings.imputation == "fixed":
+        fill = rows.mean(dim=(2, 3), keepdim=True).expand_as(rows)
+        out = torch.where(mask[:, None], fill, rows)
+    else:
+        out = _linear_solve(rows, mask)
+        if settings.imputation == "noisy-linear" and settings.noise > 0:
+            noise = torch.stack([torch.randn((n_pct, c, h, w), generator=seeded_generator(settings.seed, "road", first + i),
+                                             dtype=torch.float64) for i in range(n)]).view_as(out)
+            out = torch.where(mask[:, None], out + settings.noise * noise, out)
+    return out.to(device=x.device, dtype=x.dtype)
+
+
+def _linear_solve(images: torch.Tensor, removed: torch.Tensor) -> torch.Tensor:
+    """Linear imputation of images (N, C, H, W) float64 CPU at ``removed`` (N, H, W) bool CPU.
+
+    Consecutive images are grouped into block-diagonal systems of at most ``MAX_UNKNOWNS`` unknowns
+    (at least one image each), each solved by one sparse factorisation.
+    """
+    per_image = removed.flatten(1).sum(dim=1).tolist()
+    out, start, unknowns = [], 0, 0
+    for i, count in enumerate(per_image):
+        if i > start and unknowns + count > MAX_UNKNOWNS:
+            out.append(_solve_block(images[start:i], removed[start:i]))
+            start, unknowns = i, 0
+        unknowns += count
+    out.append(_solve_block(images[start:], removed[start:]))
+    return torch.cat(out)
+
+
+def _solve_block(images: torch.Tensor, removed: torch.Tensor) -> torch.Tensor:
+    """One block-diagonal sparse system for images (N, C, H, W) at ``removed`` (N, H, W).
+
+    Unknowns are numbered over the zero-padded grids (N, H + 2, W + 2), so a neighbour is ``index +
+    dy * (W + 2) + dx`` and out-of-image neighbours fall on the padding (their weight is not counted).
+    """
+    n, c, h, w = images.shape
+    wp = w + 2
+    rem_pad = F.pad(removed, (1, 1, 1, 1))                                     # border = not removed
+    inside = F.pad(torch.ones((1, h, w), dtype=torch.float64), (1, 1, 1, 1)).expand(n, -1, -1).flatten()
+    where = torch.nonzero(rem_pad.flatten()).flatten()                         # padded flat index per unknown
+    n_unknowns = where.numel()
+    if n_unknowns == 0:
+        return images.clone()
+    var = torch.full((rem_pad.numel(),), -1, dtype=torch.long)
+    var[where] = torch.arange(n_unknowns)
+    kept = F.pad(images * (~removed)[:, None], (1, 1, 1, 1)).permute(0, 2, 3, 1).reshape(-1, c)
+    diag = torch.zeros(n_unknowns, dtype=torch.float64)
+    rhs = torch.zeros(n_unknowns, c, dtype=torch.float64)
+    me = torch.arange(n_unknowns)
+    rows, cols, vals = [me], [me], [diag]
+    for dy, dx, weight in NEIGHBOUR_WEIGHTS:
+        nb = where + (dy * wp + dx)
+        diag += weight * inside[nb]
+        rhs += weight * kept[nb]
+        other = var[nb]
+        linked = other >= 0
+        rows.append(me[linked])
+        cols.append(other[linked])
+        vals.append(torch.full((int(linked.sum()),), -weight, dtype=torch.float64))
+    system = sparse.csc_matrix((torch.cat(vals).numpy(), (torch.cat(rows).numpy(), torch.cat(cols).numpy())),
+                               shape=(n_unknowns, n_unknowns))
+    # natural order keeps each image's band (width W + 1) intact: the fastest on small images
+    solution = sparse_linalg.spsolve(system, rhs.numpy(), permc_spec="NATURAL" if w <= 64 else "COLAMD")
+    grid = F.pad(images, (1, 1, 1, 1)).permute(0, 2, 3, 1).reshape(-1, c)
+    grid[where] = torch.from_numpy(np.asarray(solution).reshape(n_unknowns, c))
+    return grid.view(n, h + 2, w + 2, c)[:, 1:-1, 1:-1].permute(0, 3, 1, 2).contiguous()
+
+
+def noisy_linear_imputation(images: torch.Tensor, removed: torch.Tensor, noise: float = 0.01,
+                            seed: int = 0) -> torch.Tensor:
+    """ROAD's noisy linear imputation of images (N, C, H, W) at the pixels ``removed`` (N, H, W) (bool).
+
+    Returns new images (same device and dtype): kept pixels unchanged, removed ones the solution of
+    the neighbour-mean system plus ``noise`` * N(0, 1) (image i's noise drawn from (seed, i)).
+    ``noise=0`` gives the plain linear imputation.  At least one pixel of every image must be kept.
+    """
+    check_images(images)
+    removed = check_maps(removed, images, name="removed")
+    if removed.dtype != torch.bool:
+        raise UsageError(f"removed must be a bool mask, got dtype {removed.dtype}")
+    if bool(removed.flatten(1).all(dim=1).any()):
+        raise UsageError("an image has every pixel removed: linear imputation needs at least one kept pixel")
+    n, c, h, w = images.shape
+    mask = removed.cpu()
+    out = _linear_solve(images.detach().to("cpu", torch.float64), mask)
+    if noise > 0:
+        draws = torch.stack([torch.randn((c, h, w), generator=seeded_generator(seed, "noisy-linear", i),
+                                         dtype=torch.float64) for i in range(n)])
+        out = torch.where(mask[:, None], out + noise * draws, out)
+    return out.to(device=images.device, dtype=images.dtype)
