@@ -110,7 +110,7 @@ def faithfulness_correlation(model: nn.Module, images: torch.Tensor, saliency: t
         raise UsageError(f"batch_size must be >= 1, got {batch_size}")
     if subsets is None:
         subsets = torch.stack([_draw_subsets(hw, n_subsets, subset_size, seed, i) for i in range(b)])
-    subsets = subsets.to(device=device, dtype=torch.long)
+    subsets = subsets.to(device=device, dtype=torch.long).contiguous()
     sal = saliency.detach().to(device).reshape(b, -1).double()
     attribution_sums = sal.gather(1, subsets.view(b, -1)).view(b, n_subsets, subset_size).sum(dim=2)
 

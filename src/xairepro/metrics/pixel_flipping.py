@@ -1,9 +1,9 @@
 """Pixel flipping (Bach et al. 2015) and region perturbation (Samek et al. 2017), whole pixels at a time.
 
 Features are flipped in order of relevance and the target score is recorded after every step.  A
-feature is a pixel (``region_size=1``) or an r x r cell of a non-overlapping grid (``region_size=r``;
-cells at the right and bottom edges are smaller when r does not divide the image); a cell's relevance
-is the sum of its saliency.  Flipping replaces **all channels** of the feature's pixels by the baseline:
+feature is a pixel (``region_size=1``) or an r x r cell of a non-overlapping grid (``region_size=r``,
+centred on the image so the edge cells are the partial ones, as in Quantus); a cell's relevance is the
+sum of its saliency.  Flipping replaces **all channels** of the feature's pixels by the baseline:
 
     "zeros":   black                          "mean":  the image's per-channel mean
     "uniform": U(0, 1) noise per pixel and channel (Samek et al.), image i's noise drawn from (seed, i)
@@ -93,15 +93,18 @@ class PixelFlippingResult:
 def region_ranks(saliency: torch.Tensor, region_size: int, order: str = "morf") -> tuple[torch.Tensor, int]:
     """Rank of every pixel's region (B, H, W) -> (LongTensor (B, H, W), number of regions R).
 
-    Regions are the cells of an r x r grid, ranked by summed saliency (descending for "morf",
-    ascending for "lerf"; ties by cell index, row-major); every pixel gets its cell's rank.
+    Regions are the cells of an r x r grid centred on the image (when r does not divide H, the
+    ceil(H / r) r - H missing rows are split floor-half before, ceil-half after, as Quantus pads), ranked
+    by summed saliency (descending for "morf", ascending for "lerf"; ties by cell index, row-major);
+    every pixel gets its cell's rank.
     """
     b, h, w = saliency.shape
     r = region_size
     cols = math.ceil(w / r)
     n_regions = math.ceil(h / r) * cols
-    cell = ((torch.arange(h, device=saliency.device) // r)[:, None] * cols
-            + (torch.arange(w, device=saliency.device) // r)[None, :]).flatten()        # (H*W,)
+    top, left = (-h % r) // 2, (-w % r) // 2                          # the grid is centred on the image
+    cell = (((torch.arange(h, device=saliency.device) + top) // r)[:, None] * cols
+            + ((torch.arange(w, device=saliency.device) + left) // r)[None, :]).flatten()        # (H*W,)
     sums = torch.zeros(b, n_regions, dtype=torch.float64, device=saliency.device)
     sums.index_add_(1, cell, saliency.reshape(b, -1).to(torch.float64))
     ranks = pixel_ranks(sums if order == "morf" else -sums)                             # (B, R)
