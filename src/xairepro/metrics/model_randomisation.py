@@ -19,6 +19,7 @@ The explainer is either a factory ``explainer(model) -> callable(x, target) -> m
 ``lambda m: GradCAM(m, "layer3")``) or an explainer already built on ``model`` (any object holding
 ``model`` as an attribute, e.g. ``GradCAM(model, "layer3")``): it is deep-copied onto each randomised
 copy, its references to the model's modules, parameters and buffers replaced by the copy's.
+Explanations are computed with the models in eval mode.
 """
 
 from __future__ import annotations
@@ -197,6 +198,9 @@ def model_randomisation(model: nn.Module, explainer: object, images: torch.Tenso
     if not names:
         raise UsageError("the model has no layer with parameters to randomise")
     settings = ModelRandomisationSettings(order, similarity, bool(absolute), int(seed), names)
+    if similarity == "ssim" and min(images.shape[2:]) < SSIM_WINDOW:
+        raise UsageError(f"ssim needs maps of at least {SSIM_WINDOW} x {SSIM_WINDOW} pixels, "
+                         f"got {tuple(images.shape[2:])}")
     b = images.shape[0]
     batch_size = b if batch_size is None else batch_size
     if batch_size < 1:
@@ -206,7 +210,8 @@ def model_randomisation(model: nn.Module, explainer: object, images: torch.Tenso
         logits = model(x) if targets is None else None
     classes = resolve_targets(targets, logits, b, x.device)  # type: ignore[arg-type]
     if saliency is None:
-        original = _explain(_bind(explainer, model, model), x, classes, batch_size, absolute)
+        with preserved_state(model):          # eval mode; a careless explainer cannot update BatchNorm stats
+            original = _explain(_bind(explainer, model, model), x, classes, batch_size, absolute)
     else:
         original = check_maps(saliency, x).detach().float().to(x.device)
         original = original.abs() if absolute else original
@@ -214,7 +219,8 @@ def model_randomisation(model: nn.Module, explainer: object, images: torch.Tenso
     rows, kept = [], []
     steps = randomised_models(model, order, seed, names)
     for _, randomised in progress(steps, enabled=show_progress, total=len(names), desc="model randomisation"):
-        maps = _explain(_bind(explainer, model, randomised), x, classes, batch_size, absolute)
+        with preserved_state(randomised):
+            maps = _explain(_bind(explainer, model, randomised), x, classes, batch_size, absolute)
         rows.append(compare(original, maps).float())
         if return_maps:
             kept.append(maps)
