@@ -21,7 +21,7 @@ from torch import nn
 
 from xairepro.config import config_hash
 from xairepro.errors import UsageError
-from xairepro.imaging import batched_forward, resolve_targets
+from xairepro.imaging import auto_batch_size, batched_forward, check_images, check_maps, resolve_targets
 from xairepro.utils import derive_seed, make_generator, progress
 
 SCORES = ("softmax", "raw")
@@ -51,6 +51,20 @@ def check_positive_int(name: str, value: object, minimum: int = 1) -> None:
     """One-line ``UsageError`` unless ``value`` is an int >= ``minimum`` (bools refused)."""
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise UsageError(f"{name} must be an int >= {minimum}, got {value!r}")
+
+
+def checked_inputs(images: torch.Tensor, saliency: torch.Tensor, batch_size: int | None
+                   ) -> tuple[torch.Tensor, int]:
+    """Check images (B, C, H, W) and maps (B, H, W) in the user's terms; -> (maps as (B, H, W), batch size).
+
+    ``batch_size=None`` gives the device's default (32 forwards on the CPU, 256 on a GPU).
+    """
+    check_images(images)
+    saliency = check_maps(saliency, images)
+    batch_size = auto_batch_size(images.device) if batch_size is None else batch_size
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise UsageError(f"batch_size must be an int >= 1, got {batch_size!r}")
+    return saliency, batch_size
 
 
 def class_scores(logits: torch.Tensor, classes: torch.Tensor, score: str) -> torch.Tensor:

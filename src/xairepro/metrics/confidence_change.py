@@ -19,9 +19,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from xairepro.errors import UsageError
-from xairepro.imaging import auto_batch_size, check_images, check_maps
-from xairepro.metrics._perturbation import Settings, check_saliency_range, score_images
+from xairepro.metrics._perturbation import Settings, check_saliency_range, checked_inputs, score_images
 from xairepro.utils import preserved_state
 
 __all__ = ["ConfidenceChangeResult", "ConfidenceChangeSettings", "confidence_change"]
@@ -76,12 +74,8 @@ def confidence_change(model: nn.Module, images: torch.Tensor, saliency: torch.Te
     ``targets``: None (the class predicted on x), an int or a LongTensor (B,).  Two batched forwards
     per image; the model is left as it was.
     """
-    check_images(images)
-    saliency = check_maps(saliency, images)
+    saliency, batch_size = checked_inputs(images, saliency, batch_size)
     check_saliency_range(saliency, "the masked image x * s")
-    batch_size = auto_batch_size(images.device) if batch_size is None else batch_size
-    if batch_size < 1:
-        raise UsageError(f"batch_size must be >= 1, got {batch_size}")
     xs = images.detach()
     masked_images = xs * saliency.detach().to(device=xs.device, dtype=xs.dtype)[:, None]
     with preserved_state(model), torch.inference_mode():

@@ -18,9 +18,9 @@ import torch
 from torch import nn
 
 from xairepro.errors import UsageError
-from xairepro.imaging import auto_batch_size, batched_forward, check_images, check_maps
-from xairepro.metrics._perturbation import (SCORES, Settings, check_choice, check_positive_int, class_scores,
-                                            score_images, seeded_generator)
+from xairepro.imaging import batched_forward
+from xairepro.metrics._perturbation import (SCORES, Settings, check_choice, check_positive_int, checked_inputs,
+                                            class_scores, score_images, seeded_generator)
 from xairepro.utils import preserved_state, progress
 
 __all__ = ["FaithfulnessCorrelationResult", "FaithfulnessCorrelationSettings", "faithfulness_correlation",
@@ -87,8 +87,7 @@ def faithfulness_correlation(model: nn.Module, images: torch.Tensor, saliency: t
     default) or "softmax"; ``subsets`` (B, R, |S|) LongTensor of flat pixel indices overrides the
     random draw (``n_subsets`` and ``subset_size`` are then read from it).
     """
-    check_images(images)
-    saliency = check_maps(saliency, images)
+    saliency, batch_size = checked_inputs(images, saliency, batch_size)
     b, c, h, w = images.shape
     hw = h * w
     device = images.device
@@ -105,9 +104,6 @@ def faithfulness_correlation(model: nn.Module, images: torch.Tensor, saliency: t
                                                subsets is not None)
     if subset_size >= hw:
         raise UsageError(f"subset_size {subset_size} must be smaller than the {hw} pixels of an image")
-    batch_size = auto_batch_size(device) if batch_size is None else batch_size
-    if batch_size < 1:
-        raise UsageError(f"batch_size must be >= 1, got {batch_size}")
     if subsets is None:
         subsets = torch.stack([_draw_subsets(hw, n_subsets, subset_size, seed, i) for i in range(b)])
     subsets = subsets.to(device=device, dtype=torch.long).contiguous()

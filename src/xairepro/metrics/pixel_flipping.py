@@ -23,8 +23,7 @@ import torch
 from torch import nn
 
 from xairepro.errors import UsageError
-from xairepro.imaging import auto_batch_size, check_images, check_maps
-from xairepro.metrics._perturbation import (SCORES, Settings, check_choice, check_positive_int,
+from xairepro.metrics._perturbation import (SCORES, Settings, check_choice, check_positive_int, checked_inputs,
                                             replacement_scores, score_images, seeded_generator)
 from xairepro.metrics.insertion_deletion import DEFAULT_N_STEPS, auc, pixel_ranks
 from xairepro.utils import preserved_state
@@ -121,11 +120,7 @@ def pixel_flipping(model: nn.Module, images: torch.Tensor, saliency: torch.Tenso
     ``seed`` only matters for the "uniform" baseline.  The model is left as it was.
     """
     settings = PixelFlippingSettings(region_size, regions_per_step, n_steps, baseline, order, score, int(seed))
-    check_images(images)
-    saliency = check_maps(saliency, images)
-    batch_size = auto_batch_size(images.device) if batch_size is None else batch_size
-    if batch_size < 1:
-        raise UsageError(f"batch_size must be >= 1, got {batch_size}")
+    saliency, batch_size = checked_inputs(images, saliency, batch_size)
     b, c, h, w = images.shape
     device = images.device
     ranks, n_regions = region_ranks(saliency.detach().to(device), region_size, order)

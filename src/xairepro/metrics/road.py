@@ -29,9 +29,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from xairepro.errors import UsageError
-from xairepro.imaging import auto_batch_size, batched_forward, check_images, check_maps
-from xairepro.metrics._perturbation import (SCORES, Settings, check_choice, check_percentages, class_scores,
-                                            percent_counts, score_images, seeded_generator)
+from xairepro.imaging import batched_forward, check_images, check_maps
+from xairepro.metrics._perturbation import (SCORES, Settings, check_choice, check_percentages, checked_inputs,
+                                            class_scores, percent_counts, score_images, seeded_generator)
 from xairepro.metrics.insertion_deletion import pixel_ranks
 from xairepro.utils import preserved_state, progress
 
@@ -114,11 +114,7 @@ def road(model: nn.Module, images: torch.Tensor, saliency: torch.Tensor, targets
     """
     pct = check_percentages(percentages)
     settings = RoadSettings(tuple(float(p) for p in pct.tolist()), order, imputation, float(noise), score, int(seed))
-    check_images(images)
-    saliency = check_maps(saliency, images)
-    batch_size = auto_batch_size(images.device) if batch_size is None else batch_size
-    if batch_size < 1:
-        raise UsageError(f"batch_size must be >= 1, got {batch_size}")
+    saliency, batch_size = checked_inputs(images, saliency, batch_size)
     b, c, h, w = images.shape
     device = images.device
     counts = percent_counts(pct, h * w)
