@@ -250,3 +250,72 @@ def test_errors_in_the_users_terms() -> None:
         road(model, x, torch.rand(1, 7, 8))
     with pytest.raises(UsageError, match="out of range"):
         road(model, x, s, targets=9)
+
+
+# --- ROAD imputation for the label-free latent shift ---------------------------------------------------------
+
+def test_series_imputation_solves_the_one_dimensional_system() -> None:
+    # each removed step = the mean of its in-series neighbours (1/2 each; one neighbour at the ends)
+    from xairepro.metrics.road import road_imputation
+
+    g = torch.Generator().manual_seed(11)
+    x = torch.rand(3, 12, 2, generator=g, dtype=torch.float64)
+    removed = torch.rand(1, 3, 12, generator=g) < 0.5
+    removed[0, :, 0] = True                            # an open end on both sides
+    removed[0, :, -1] = True
+    removed[0, :, 5] = False
+    ours = road_imputation(x, removed, noise=0.0)[0]
+    for i in range(3):
+        idx = torch.nonzero(removed[0, i]).flatten().tolist()
+        a = torch.zeros(len(idx), len(idx), dtype=torch.float64)
+        b = torch.zeros(len(idx), 2, dtype=torch.float64)
+        for r, t in enumerate(idx):
+            nbs = [u for u in (t - 1, t + 1) if 0 <= u < 12]
+            a[r, r] = len(nbs)
+            for u in nbs:
+                if u in idx:
+                    a[r, idx.index(u)] -= 1
+                else:
+                    b[r] += x[i, u]
+        torch.testing.assert_close(ours[i, idx], torch.linalg.solve(a, b))
+        keep = ~removed[0, i]
+        assert torch.equal(ours[i, keep], x[i, keep])
+
+
+def test_image_imputation_for_several_masks_and_chunked_noise() -> None:
+    from xairepro.metrics.road import road_imputation
+
+    g = torch.Generator().manual_seed(12)
+    x = torch.rand(4, 3, 7, 7, generator=g, dtype=torch.float64)
+    masks = torch.rand(2, 4, 7, 7, generator=g) < torch.tensor([0.2, 0.7]).view(2, 1, 1, 1)
+    plain = road_imputation(x, masks, noise=0.0)
+    for f in range(2):
+        torch.testing.assert_close(plain[f], noisy_linear_imputation(x, masks[f], noise=0.0))
+    noisy = road_imputation(x, masks, noise=0.01, seed=3)
+    tail = road_imputation(x[2:], masks[:, 2:], noise=0.01, seed=3, first=2)
+    assert torch.equal(noisy[:, 2:], tail)
+    with pytest.raises(UsageError, match="100%"):
+        road_imputation(x, torch.ones(1, 4, 7, 7, dtype=torch.bool))
+
+
+def test_latent_shift_with_road_removal() -> None:
+    from xairepro.metrics import feature_consistency
+    from xairepro.metrics.road import road_imputation
+    from xairepro.utils import derive_seed
+
+    torch.manual_seed(0)
+    encoder = nn.Sequential(nn.Flatten(), nn.Linear(3 * 6 * 6, 4))
+    x = torch.rand(5, 3, 6, 6)
+    attr = torch.rand(5, 6, 6)
+    whole = feature_consistency(encoder, x, attr, [0.1, 0.5], replacement="road", seed=2, reduction="none")
+    chunked = feature_consistency(encoder, x, attr, [0.1, 0.5], replacement="road", seed=2, batch_size=2,
+                                  reduction="none")
+    torch.testing.assert_close(chunked, whole)
+    ranks = torch.argsort(torch.argsort(attr.flatten(1), dim=1, descending=True, stable=True), dim=1)
+    masks = torch.stack([(ranks < int(f * 36)).view(5, 6, 6) for f in (0.1, 0.5)])
+    x_p = road_imputation(x, masks, noise=0.01, seed=derive_seed(2, "road"))
+    with torch.no_grad():
+        expected = ((encoder(x)[None] - encoder(x_p.flatten(0, 1)).view(2, 5, 4)) ** 2).sum(-1).double()
+    torch.testing.assert_close(whole, expected)
+    with pytest.raises(UsageError, match="100%"):
+        feature_consistency(encoder, x, attr, [1.0], replacement="road")

@@ -35,7 +35,7 @@ from xairepro.metrics._perturbation import (SCORES, Settings, check_choice, chec
 from xairepro.metrics.insertion_deletion import pixel_ranks
 from xairepro.utils import preserved_state, progress
 
-__all__ = ["RoadResult", "RoadSettings", "road", "noisy_linear_imputation", "NEIGHBOUR_WEIGHTS"]
+__all__ = ["RoadResult", "RoadSettings", "road", "noisy_linear_imputation", "road_imputation", "NEIGHBOUR_WEIGHTS"]
 
 #: (dy, dx, weight) of the 8 neighbours in the linear imputation (ROAD's code: 1/6 direct, 1/12 diagonal).
 NEIGHBOUR_WEIGHTS: tuple[tuple[int, int, float], ...] = (
@@ -248,3 +248,51 @@ def noisy_linear_imputation(images: torch.Tensor, removed: torch.Tensor, noise: 
                                          dtype=torch.float64) for i in range(n)])
         out = torch.where(mask[:, None], out + noise * draws, out)
     return out.to(device=images.device, dtype=images.dtype)
+
+
+def _interpolate_series(x: torch.Tensor, removed: torch.Tensor) -> torch.Tensor:
+    """ROAD's linear imputation in 1-D: series (N, T, C) float64 at ``removed`` (N, T).
+
+    With the two neighbours weighted equally the system's solution is the linear interpolation between
+    the nearest kept steps on either side, and the nearest kept value beyond the first or last one.
+    """
+    n, t, _ = x.shape
+    steps = torch.arange(t).expand(n, t)
+    kept = ~removed
+    before = torch.where(kept, steps, -1).cummax(dim=1).values                          # last kept <= t
+    after = (t - 1) - torch.where(kept.flip(1), steps, -1).cummax(dim=1).values.flip(1)  # first kept >= t
+    lo, hi = before.clamp_min(0), after.clamp_max(t - 1)
+    left, right = x.gather(1, lo[..., None].expand_as(x)), x.gather(1, hi[..., None].expand_as(x))
+    span = (after - before).clamp_min(1).double()
+    share = ((steps - before).double() / span)[..., None]
+    inner = left + share * (right - left)
+    out = torch.where((before < 0)[..., None], right, torch.where((after >= t)[..., None], left, inner))
+    return torch.where(removed[..., None], out, x)
+
+
+def road_imputation(x: torch.Tensor, removed: torch.Tensor, noise: float = 0.01, seed: int = 0,
+                    first: int = 0) -> torch.Tensor:
+    """ROAD imputations of x for several masks at once: images (N, C, H, W) with ``removed`` (F, N, H, W),
+    or series (N, T, C) with ``removed`` (F, N, T) -> (F, N, ...) on x's device and dtype.
+
+    Noise ``noise`` * N(0, 1) on the removed values; example i's noise (for all F masks) is drawn from
+    (seed, first + i), so a caller working in chunks passes the chunk's offset as ``first``.  Every
+    example must keep at least one position.
+    """
+    if x.ndim not in (3, 4) or removed.ndim != x.ndim or removed.shape[1] != x.shape[0] \
+            or tuple(removed.shape[2:]) != tuple(x.shape[2:] if x.ndim == 4 else x.shape[1:2]):
+        raise UsageError(f"road imputation needs images (N, C, H, W) or series (N, T, C) with masks (F, N, ...) "
+                         f"over their positions, got x {tuple(x.shape)} and masks {tuple(removed.shape)}")
+    if bool(removed.flatten(2).all(dim=2).any()):
+        raise UsageError("road imputation needs at least one kept position per example: a fraction of 100% "
+                         "removes everything (leave it out)")
+    n_masks, n = removed.shape[:2]
+    rows = x.detach().to("cpu", torch.float64).unsqueeze(0).expand(n_masks, *x.shape).reshape(-1, *x.shape[1:])
+    mask = removed.detach().cpu().reshape(-1, *removed.shape[2:])
+    out = _linear_solve(rows, mask) if x.ndim == 4 else _interpolate_series(rows, mask)
+    if noise > 0:
+        draws = torch.stack([torch.randn((n_masks, *x.shape[1:]), generator=seeded_generator(seed, "road", first + i),
+                                         dtype=torch.float64) for i in range(n)], dim=1).reshape(out.shape)
+        hit = mask[:, None] if x.ndim == 4 else mask[..., None]
+        out = torch.where(hit, out + noise * draws, out)
+    return out.reshape(n_masks, *x.shape).to(device=x.device, dtype=x.dtype)
