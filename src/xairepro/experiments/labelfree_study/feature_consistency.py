@@ -154,7 +154,13 @@ class FeatureConsistencyExperiment(LabelFreeExperiment):
                 groups.setdefault(v.partition(" (")[2].rstrip(")"), []).append(v)
             for replacement, members in groups.items():
                 fractions, curves = fraction_curves(results, dataset, PREFIX, members)
-                if not curves:
+                # fractions this group never measured (road skips 100%) are left out of its figure
+                measured = np.zeros(len(fractions), dtype=bool)
+                for a in curves.values():
+                    measured |= np.isfinite(a).any(axis=1)
+                fractions = [f for f, keep in zip(fractions, measured) if keep]
+                curves = {v: a[measured] for v, a in curves.items()}
+                if not curves or not fractions:
                     continue
                 labels = {v: METHOD_LABELS.get(v.partition(" (")[0], v) for v in curves}
                 tag = f", {replacement} masks" if replacement else ""
