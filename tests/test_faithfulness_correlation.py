@@ -161,3 +161,26 @@ def test_confidence_change_errors_and_no_mutation() -> None:
         confidence_change(model, x, torch.full((1, 6, 6), 2.0))
     confidence_change(model, x, torch.rand(1, 6, 6))
     assert model.training
+
+
+# --- the metrics by name -------------------------------------------------------------------------------------
+
+def test_retrain_free_scores_by_name_equal_the_metrics() -> None:
+    from xairepro.metrics import HIGHER_IS_BETTER, FaithfulnessSuite, pixel_flipping, retrain_free_scores, road
+
+    model = tiny_cnn()
+    g = torch.Generator().manual_seed(5)
+    x, s = torch.rand(3, 3, 8, 8, generator=g), torch.rand(3, 8, 8, generator=g)
+    suite = FaithfulnessSuite(road_percentages=(20.0, 60.0), pixel_flipping_steps=5, faithfulness_subsets=6, seed=2)
+    scores = retrain_free_scores(model, x, s, targets=1, suite=suite)
+    assert set(scores) <= set(HIGHER_IS_BETTER) and len(scores) == 7
+    lerf = road(model, x, s, 1, [20, 60], "lerf", seed=2)
+    torch.testing.assert_close(scores["road_lerf"], lerf.score)
+    torch.testing.assert_close(scores["pixel_flipping"], pixel_flipping(model, x, s, 1, n_steps=5, seed=2).auc)
+    fc = faithfulness_correlation(model, x, s, 1, n_subsets=6, seed=2)
+    torch.testing.assert_close(scores["faithfulness_correlation"], fc.correlation)
+    torch.testing.assert_close(scores["average_drop"], 100 * confidence_change(model, x, s, 1).drop)
+    only = retrain_free_scores(model, x, s, names=["confidence-change"])
+    assert set(only) == {"average_drop", "increase_in_confidence", "average_gain"}
+    with pytest.raises(UsageError, match="choose from road"):
+        retrain_free_scores(model, x, s, names=["roar"])

@@ -3,12 +3,13 @@ randomisation, soft IoU, similarity rates, consistency curves, ROAR, map statist
 
 Each score states whether higher is better (``HIGHER_IS_BETTER``; :func:`higher_is_better` reads a record's
 metric name): the report's arrows and the studies' claim rules take the direction from here.  The
-submodules are imported here (they need nothing beyond torch and scipy), so ``xairepro.metrics.roar`` is always the
-function even where the submodule of the same name was imported first.
+submodules are imported here (they need nothing beyond torch and scipy), so ``xairepro.metrics.roar`` is
+always the function even where the submodule of the same name was imported first.
 """
 
 from __future__ import annotations
 
+from xairepro.metrics.confidence_change import ConfidenceChangeResult, ConfidenceChangeSettings, confidence_change
 from xairepro.metrics.consistency import feature_consistency, topk_masks
 from xairepro.metrics.correlation import (
     active_units,
@@ -18,17 +19,17 @@ from xairepro.metrics.correlation import (
     pearson_offdiagonal,
     spearman_offdiagonal,
 )
+from xairepro.metrics.faithfulness import FAITHFULNESS_METRICS, FaithfulnessSuite, retrain_free_scores
+from xairepro.metrics.faithfulness_correlation import (
+    FaithfulnessCorrelationResult,
+    FaithfulnessCorrelationSettings,
+    faithfulness_correlation,
+)
 from xairepro.metrics.insertion_deletion import (
     PROTOCOL_PRESETS,
     InsertionDeletionProtocol,
     InsertionDeletionResult,
     insertion_deletion,
-)
-from xairepro.metrics.confidence_change import ConfidenceChangeResult, ConfidenceChangeSettings, confidence_change
-from xairepro.metrics.faithfulness_correlation import (
-    FaithfulnessCorrelationResult,
-    FaithfulnessCorrelationSettings,
-    faithfulness_correlation,
 )
 from xairepro.metrics.iou import soft_iou
 from xairepro.metrics.model_randomisation import (
@@ -83,4 +84,5 @@ __all__ = [
     "PixelFlippingResult", "PixelFlippingSettings", "faithfulness_correlation", "FaithfulnessCorrelationResult",
     "FaithfulnessCorrelationSettings", "confidence_change", "ConfidenceChangeResult", "ConfidenceChangeSettings",
     "model_randomisation", "ModelRandomisationResult", "ModelRandomisationSettings", "randomised_models",
+    "retrain_free_scores", "FaithfulnessSuite", "FAITHFULNESS_METRICS",
 ]
