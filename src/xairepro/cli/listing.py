@@ -59,13 +59,15 @@ def _augmentations() -> Listing:
 def _saliency() -> Listing:
     # lazy: start-up time of `xairepro --help`
     from xairepro.explain import SALIENCY_CLASSES
-    from xairepro.metrics import PROTOCOL_PRESETS
+    from xairepro.metrics import FAITHFULNESS_METRICS, PROTOCOL_PRESETS
 
     def first_line(obj: object) -> str:
         return " ".join((obj.__doc__ or "").split("\n\n")[0].split())
 
     rows = [[name, "method", first_line(cls)] for name, cls in SALIENCY_CLASSES.items()]
     rows += [[name, "protocol", first_line(preset)] for name, preset in PROTOCOL_PRESETS.items()]
+    rows += [["insdel", "metric", "insertion / deletion / overall under --protocol"]]
+    rows += [[name, "metric", text] for name, text in FAITHFULNESS_METRICS.items()]
     return ["name", "kind", "description"], rows, ()
 
 
@@ -83,7 +85,8 @@ _BUILDERS: dict[str, tuple[str, Callable[[], Listing]]] = {
     "models": ("Models (--set model.name=...)", _models),
     "methods": ("Training methods (--set method=...)", _methods),
     "augmentations": ("Batched augmentations (--set train.augment=...)", _augmentations),
-    "saliency": ("Saliency methods and insertion/deletion protocols (xairepro saliency --methods / --protocol)",
+    "saliency": ("Saliency methods, insertion/deletion protocols and faithfulness metrics "
+                 "(xairepro saliency --methods / --protocol / --metrics)",
                  _saliency),
     "experiments": ("Experiments and presets (xairepro reproduce NAME --preset ...)", _experiments),
 }

@@ -25,8 +25,18 @@ from xairepro.metrics.road import DEFAULT_PERCENTAGES
 
 __all__ = ["FAITHFULNESS_METRICS", "FaithfulnessSuite", "retrain_free_scores", "OUTPUTS"]
 
-#: Metric names accepted by :func:`retrain_free_scores`.
-FAITHFULNESS_METRICS: tuple[str, ...] = ("road", "pixel-flipping", "faithfulness-correlation", "confidence-change")
+#: Metric names accepted by :func:`retrain_free_scores`, with what each scores (the one list: the CLI and
+#: ``xairepro list saliency`` read it).
+FAITHFULNESS_METRICS: dict[str, str] = {
+    "road": "ROAD (Rong et al. 2022): mean target score after removing 10..90% of the pixels, most and least "
+            "relevant first, noisy linear imputation",
+    "pixel-flipping": "pixel flipping (Bach et al. 2015): AUC of the target score as the most relevant pixels "
+                      "turn black, 28 steps",
+    "faithfulness-correlation": "faithfulness correlation (Bhatt et al. 2020): Pearson between the saliency of "
+                                "100 random pixel subsets and the logit drop when they turn black",
+    "confidence-change": "Average Drop, Increase in Confidence, Average Gain of the saliency-masked image "
+                         "(Grad-CAM++)",
+}
 #: The per-image scores each name produces.
 OUTPUTS: dict[str, tuple[str, ...]] = {
     "road": ("road_morf", "road_lerf"),
@@ -64,7 +74,7 @@ def check_names(names: Sequence[str]) -> list[str]:
 
 
 def retrain_free_scores(model: nn.Module, images: torch.Tensor, saliency: torch.Tensor, targets: object = None,
-                        names: Sequence[str] = FAITHFULNESS_METRICS, suite: FaithfulnessSuite | None = None, *,
+                        names: Sequence[str] = tuple(FAITHFULNESS_METRICS), suite: FaithfulnessSuite | None = None, *,
                         batch_size: int | None = None, show_progress: bool = False) -> dict[str, torch.Tensor]:
     """Per-image scores (B,) of ``saliency`` (B, H, W) for every output of every metric in ``names``.
 
