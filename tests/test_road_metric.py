@@ -97,7 +97,7 @@ def test_noise_is_seeded_per_image_and_only_on_removed_pixels() -> None:
     plain = noisy_linear_imputation(x, removed, noise=0.0)
     noisy = noisy_linear_imputation(x, removed, noise=0.01, seed=5)
     for i in range(2):
-        draw = torch.randn((3, 8, 8), generator=seeded_generator(5, "noisy-linear", i), dtype=torch.float64)
+        draw = torch.randn((3, 8, 8), generator=seeded_generator(5, "road", i), dtype=torch.float64)
         expected = torch.where(removed[i], plain[i] + 0.01 * draw, plain[i])
         torch.testing.assert_close(noisy[i], expected, atol=1e-12, rtol=0)
     assert torch.equal(noisy, noisy_linear_imputation(x, removed, noise=0.01, seed=5))

@@ -145,19 +145,13 @@ def _impute(x: torch.Tensor, removed: torch.Tensor, settings: RoadSettings, firs
     """Imputed copies (n * P, C, H, W) of images x (n, C, H, W) for masks ``removed`` (n, P, H, W);
     ``first`` is the batch index of x[0] (image i's noise is drawn from (seed, first + i))."""
     n, n_pct, h, w = removed.shape
-    c = x.shape[1]
-    rows = x.detach().to("cpu", torch.float64).repeat_interleave(n_pct, dim=0)   # (n * P, C, H, W)
-    mask = removed.reshape(n * n_pct, h, w)
     if settings.imputation == "fixed":
+        rows = x.detach().repeat_interleave(n_pct, dim=0)                     # (n * P, C, H, W)
         fill = rows.mean(dim=(2, 3), keepdim=True).expand_as(rows)
-        out = torch.where(mask[:, None], fill, rows)
-    else:
-        out = _linear_solve(rows, mask)
-        if settings.imputation == "noisy-linear" and settings.noise > 0:
-            noise = torch.stack([torch.randn((n_pct, c, h, w), generator=seeded_generator(settings.seed, "road", first + i),
-                                             dtype=torch.float64) for i in range(n)]).view_as(out)
-            out = torch.where(mask[:, None], out + settings.noise * noise, out)
-    return out.to(device=x.device, dtype=x.dtype)
+        return torch.where(removed.reshape(n * n_pct, 1, h, w).to(rows.device), fill, rows)
+    noise = settings.noise if settings.imputation == "noisy-linear" else 0.0
+    out = road_imputation(x, removed.transpose(0, 1), noise=noise, seed=settings.seed, first=first)   # (P, n, ...)
+    return out.transpose(0, 1).reshape(n * n_pct, *x.shape[1:])
 
 
 def _linear_solve(images: torch.Tensor, removed: torch.Tensor) -> torch.Tensor:
@@ -231,7 +225,8 @@ def noisy_linear_imputation(images: torch.Tensor, removed: torch.Tensor, noise: 
     """ROAD's noisy linear imputation of images (N, C, H, W) at the pixels ``removed`` (N, H, W) (bool).
 
     Returns new images (same device and dtype): kept pixels unchanged, removed ones the solution of
-    the neighbour-mean system plus ``noise`` * N(0, 1) (image i's noise drawn from (seed, i)).
+    the neighbour-mean system plus ``noise`` * N(0, 1) (image i's noise drawn from (seed, "road", i), as
+    :func:`road_imputation`).
     ``noise=0`` gives the plain linear imputation.  At least one pixel of every image must be kept.
     """
     check_images(images)
@@ -240,14 +235,7 @@ def noisy_linear_imputation(images: torch.Tensor, removed: torch.Tensor, noise: 
         raise UsageError(f"removed must be a bool mask, got dtype {removed.dtype}")
     if bool(removed.flatten(1).all(dim=1).any()):
         raise UsageError("an image has every pixel removed: linear imputation needs at least one kept pixel")
-    n, c, h, w = images.shape
-    mask = removed.cpu()
-    out = _linear_solve(images.detach().to("cpu", torch.float64), mask)
-    if noise > 0:
-        draws = torch.stack([torch.randn((c, h, w), generator=seeded_generator(seed, "noisy-linear", i),
-                                         dtype=torch.float64) for i in range(n)])
-        out = torch.where(mask[:, None], out + noise * draws, out)
-    return out.to(device=images.device, dtype=images.dtype)
+    return road_imputation(images, removed[None], noise=noise, seed=seed)[0]
 
 
 def _interpolate_series(x: torch.Tensor, removed: torch.Tensor) -> torch.Tensor:
