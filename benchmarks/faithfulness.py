@@ -34,7 +34,7 @@ import torch
 from torch import nn
 
 from xairepro.explain import GradCAM
-from xairepro.explain._cam_utils import auto_batch_size, batched_forward
+from xairepro.imaging import auto_batch_size, batched_forward
 from xairepro.metrics import confidence_change, faithfulness_correlation, model_randomisation, pixel_flipping, road
 from xairepro.models import build_model
 

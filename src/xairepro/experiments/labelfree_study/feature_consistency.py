@@ -215,10 +215,11 @@ def _robustness_check(cfg: FeatureConsistencyConfig, fs: FeatureSet):
 
     def check(results: Results) -> Verdict:
         verdicts = {r: _claim1_verdict(results, cfg, fs, r) for r in fs.replacements}
+        want = 1 if higher_is_better(PREFIX) else -1          # + = the claimed direction
         signs: dict[str, dict[str, int | None]] = {}
         for r in fs.replacements:
             for label, d in _claim1_outcomes(results, cfg, fs, r).items():
-                signs.setdefault(label, {})[r] = None if d.n < 2 else d.sign
+                signs.setdefault(label, {})[r] = None if d.n < 2 else d.sign * want
         return metric_robustness(verdicts, "claim 1 (method - Random latent shift)", signs)
 
     return check
