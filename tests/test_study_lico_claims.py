@@ -226,7 +226,9 @@ def test_every_claim_is_inconclusive_when_its_models_are_near_chance():
     assert verdicts(exp, k4, _acc(rows))["claim-2-accuracy"] == "fails"
     # the saliency claims read the accuracy records of their own cells
     overall = [f"{m}.overall" for m in ("gradcam", "gradcampp", "rise")]
-    for e, recs in ((LicoInsDelExperiment(), overall), (LicoIouExperiment(), ["soft_iou_batch"]),
+    # (insertion/deletion also records a second metric: its verdict-robustness claim then decides too)
+    insdel = overall + [f"{m}.road_lerf" for m in ("gradcam", "gradcampp", "rise")]
+    for e, recs in ((LicoInsDelExperiment(), insdel), (LicoIouExperiment(), ["soft_iou_batch"]),
                     (LicoTemperatureExperiment(), overall)):
         c = e.make_config("quick", overrides=["datasets=[shapes-k12]"])
         r = {}
@@ -248,11 +250,17 @@ def test_interpretability_claim():
         for m in cfg.saliency.methods:
             rows[(d, "baseline", f"{m}.overall")] = [10.0, 11.0]
             rows[(d, "lico", f"{m}.overall")] = [14.0, 15.0]
-    assert verdicts(exp, cfg, frame(rows)) == {"claim-1-interpretability": "holds"}
+    # only Overall recorded: the verdict-robustness claim has nothing to compare it with
+    robust = "claim-1-interpretability-metric-robustness"
+    assert verdicts(exp, cfg, frame(rows)) == {"claim-1-interpretability": "holds", robust: "inconclusive"}
     rows[("shapes-k12", "lico", "rise.overall")] = [5.0, 6.0]           # one counter-example
-    assert verdicts(exp, cfg, frame(rows)) == {"claim-1-interpretability": "fails"}
+    assert verdicts(exp, cfg, frame(rows))["claim-1-interpretability"] == "fails"
     rows[("shapes-k12", "lico", "rise.overall")] = [9.0, 12.0]          # within the noise
-    assert verdicts(exp, cfg, frame(rows)) == {"claim-1-interpretability": "inconclusive"}
+    assert verdicts(exp, cfg, frame(rows))["claim-1-interpretability"] == "inconclusive"
+    # the paper preset records the same metrics; without them the claim is not stated
+    assert exp.make_config("paper").saliency.faithfulness == ["road", "pixel-flipping", "faithfulness-correlation"]
+    off = exp.make_config("quick", overrides=["saliency.faithfulness=[]"])
+    assert [c.id for c in exp.claims(off)] == ["claim-1-interpretability"]
 
 
 def test_iou_claim():

@@ -3,8 +3,8 @@
 Claim 1 ("LICO consistently improves interpretability") is decided on insertion - deletion (Overall,
 lico-fact).  The same maps scored by retrain-free metrics -- ROAD MoRF and LeRF, pixel flipping (MoRF
 AUC), faithfulness correlation -- re-decide it with the same rule (``stats.consistently`` over every
-data set x saliency method, a difference counting beyond ``z`` standard errors, the chance guard).
-Lower-is-better metrics are turned so that "+" is always "LICO more faithful".  Each comparison's row
+data set x saliency method, a difference counting beyond ``z`` standard errors, the chance guard), each
+difference oriented by the metric's direction (``stats.advantage``), so "+" is always "LICO more faithful".  Each comparison's row
 also shows the sign the study published for it (Tables 1 and 4: LICO - baseline Overall).  Metrics
 without any record are left out, so the claim only compares what was scored.
 
@@ -21,18 +21,19 @@ from xairepro.experiments.base import Claim, Results, Verdict
 from xairepro.experiments.lico_study.evaluation import METHOD_LABELS
 from xairepro.experiments.lico_study.references import TABLE4_INSDEL
 from xairepro.experiments.lico_study.sets import get_study_set
-from xairepro.experiments.lico_study.stats import Effect, consistently, difference, guarded
+from xairepro.experiments.lico_study.stats import advantage, consistently, guarded
 from xairepro.experiments.robustness import FRAGILE, metric_robustness, sign_symbol
 
 __all__ = ["ROBUSTNESS_METRICS", "interpretability_robustness_claim", "published_sign"]
 
-#: (record suffix, label, higher is better) of every metric the claim is re-decided under, study's first.
-ROBUSTNESS_METRICS: tuple[tuple[str, str, bool], ...] = (
-    ("overall", "insertion-deletion", True),
-    ("road_morf", "ROAD MoRF", False),
-    ("road_lerf", "ROAD LeRF", True),
-    ("pixel_flipping", "pixel flipping", False),
-    ("faithfulness_correlation", "faithfulness correlation", True),
+#: (record suffix, label) of every metric the claim is re-decided under, the study's first; their directions
+#: are ``metrics.HIGHER_IS_BETTER``'s.
+ROBUSTNESS_METRICS: tuple[tuple[str, str], ...] = (
+    ("overall", "insertion-deletion"),
+    ("road_morf", "ROAD MoRF"),
+    ("road_lerf", "ROAD LeRF"),
+    ("pixel_flipping", "pixel flipping"),
+    ("faithfulness_correlation", "faithfulness correlation"),
 )
 
 
@@ -51,21 +52,20 @@ def published_sign(dataset: str, method: str) -> int | None:
 
 def interpretability_robustness_claim(keys: Sequence[str], methods: Sequence[str], z: float,
                                       classes: Mapping[str, int] | None = None, min_skill: float = 0.0,
-                                      metrics: Sequence[tuple[str, str, bool]] = ROBUSTNESS_METRICS) -> Claim:
+                                      metrics: Sequence[tuple[str, str]] = ROBUSTNESS_METRICS) -> Claim:
     """The claim: claim 1's verdict is the same under every recorded faithfulness metric."""
 
     def check(results: Results) -> Verdict:
         recorded = set(results.frame["metric"]) if len(results) else set()
         verdicts: dict[str, Verdict] = {}
         signs: dict[str, dict[str, int | None]] = {}
-        for suffix, label, higher in metrics:
+        for suffix, label in metrics:
             if not any(f"{m}.{suffix}" in recorded for m in methods):
                 continue
             effects = {}
             for key in keys:
                 for method in methods:
-                    e = difference(results, f"{method}.{suffix}", key, "lico", "baseline")
-                    e = e if higher else Effect(-e.diff, e.se)
+                    e = advantage(results, f"{method}.{suffix}", key, "lico", "baseline")
                     name = f"{key} {METHOD_LABELS.get(method, method)}"
                     effects[name] = e
                     row = f"{name} (published {sign_symbol(published_sign(key, method))})"
