@@ -24,6 +24,7 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev,distributed]'
+	$(BIN)/python -m pip install --quiet --no-deps 'quantus>=0.6,<0.7'  # test oracle; see docs/decisions.md
 	touch $(STAMP)
 
 reproduce: $(STAMP)

@@ -79,6 +79,7 @@ CASES: list[tuple[str, int, str]] = [
     (f"{SAL} --methods gradcam,magic", 2, "unknown saliency method 'magic'; choose from gradcam"),
     (f"{SAL} --methods ,", 2, "--methods names no saliency method"),
     (f"{SAL} --protocol nope", 2, "unknown insertion/deletion protocol"),
+    (f"{SAL} --metrics insdel,roar", 2, "unknown metric(s) roar; choose from insdel, road"),
     (f"{SAL} --n-images 0", 2, "--n-images must be >= 1"),
     (f"{SAL} --rise-masks 0", 2, "--rise-masks must be >= 1"),
     (f"{SAL} --grid-images 0", 2, "--grid-images must be >= 1"),

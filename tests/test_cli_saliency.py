@@ -83,3 +83,29 @@ def test_cuda_requested_without_cuda(checkpoint: Path, tmp_path: Path, capsys: p
     rc = main(["saliency", "--checkpoint", str(checkpoint), *DATA, "--device", "cuda", "--out", str(tmp_path / "o")])
     err = capsys.readouterr().err
     assert rc == 2 and "CUDA is not available" in err and "corrupted" not in err
+
+
+def test_retrain_free_metrics_at_the_cli(checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from xairepro.metrics import FaithfulnessSuite, retrain_free_scores
+
+    out = tmp_path / "faith"
+    rc = main(["saliency", "--checkpoint", str(checkpoint), *DATA, "--methods", "gradcam", "--n-images", "4",
+               "--metrics", "road,pixel-flipping,faithfulness-correlation,confidence-change", "--seed", "3",
+               "--out", str(out), "--no-progress"])
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    assert "road_morf ↓" in captured.out and "faithfulness_correlation ↑" in captured.out
+    assert not (out / "curves.png").exists()                  # no insertion/deletion asked for
+    rows = pd.read_csv(out / "per_image.csv").sort_values("image")
+    assert "insertion" not in rows.columns
+    record = json.loads((out / "protocol.json").read_text())
+    assert record["metrics"] == ["road", "pixel-flipping", "faithfulness-correlation", "confidence-change"]
+    assert record["faithfulness_suite"]["seed"] == 3
+    model = load_model(checkpoint)
+    x, _ = load("shapes-seg", "test", n=40, size=32).batch(list(range(4)))   # --seed seeds the metrics, not the split
+    direct = retrain_free_scores(model, x, GradCAM(model)(x), suite=FaithfulnessSuite(seed=3))
+    for name, values in direct.items():
+        torch.testing.assert_close(torch.tensor(rows[name].to_numpy(), dtype=torch.float32), values,
+                                   atol=1e-4, rtol=0, msg=name)
+    summary = pd.read_csv(out / "summary.csv")
+    assert summary["road_lerf_mean"].item() == pytest.approx(float(direct["road_lerf"].mean()), abs=1e-5)

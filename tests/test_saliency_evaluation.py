@@ -173,3 +173,34 @@ def test_claims_orient_differences_by_the_table(monkeypatch: pytest.MonkeyPatch)
     with pytest.raises(ValueError, match="no direction"):
         advantage(r, "nameless", "p", "a", "b")
     assert math.isnan(advantage(r, "accuracy", "p", "a", "b").diff)
+
+
+def test_retrain_free_metrics_on_the_same_maps(batch) -> None:
+    # issue 15: the faithfulness metrics score every map with the class it explains, and join the rows
+    from xairepro.metrics import FaithfulnessSuite, retrain_free_scores
+
+    x, labels, _ = batch
+    model = _model()
+    suite = FaithfulnessSuite(road_percentages=(30.0, 70.0), pixel_flipping_steps=4, faithfulness_subsets=5, seed=1)
+    ev = evaluate_saliency(model, x, labels, ["gradcam"], ["lico-fact", "petsiuk"], target_layer=LAYER,
+                           metrics=["road", "confidence-change"], suite=suite, batch_size=4)
+    for target, classes in (("label", labels), ("predicted", ev.predictions)):
+        direct = retrain_free_scores(model, x, ev.maps["gradcam"][target], classes, ["road", "confidence-change"],
+                                     suite)
+        assert set(ev.faithfulness["gradcam"][target]) == set(direct)
+        for name, values in direct.items():
+            torch.testing.assert_close(ev.faithfulness["gradcam"][target][name], values)
+    rows = pd.DataFrame(ev.rows())
+    lf = rows[rows["protocol"] == "lico-fact"].sort_values("image")
+    torch.testing.assert_close(torch.tensor(lf["road_morf"].to_numpy(), dtype=torch.float32),
+                               ev.faithfulness["gradcam"]["label"]["road_morf"])
+    # without a protocol: one row per image and target kind explained, the classes of that kind
+    plain = evaluate_saliency(model, x, labels, ["gradcam"], [], target_layer=LAYER, metrics=["confidence-change"],
+                              explain=["label"])
+    rows = pd.DataFrame(plain.rows())
+    assert len(rows) == 9 and rows["protocol"].isna().all() and (rows["target"] == rows["label"]).all()
+    assert "insertion" not in rows.columns and "average_drop" in rows.columns
+    with pytest.raises(UsageError, match="choose from road"):
+        evaluate_saliency(model, x, labels, ["gradcam"], [], target_layer=LAYER, metrics=["roar"])
+    with pytest.raises(UsageError, match="explain must name"):
+        evaluate_saliency(model, x, labels, ["gradcam"], [], target_layer=LAYER, explain=["both"])

@@ -86,6 +86,44 @@ def test_claim1_needs_every_method_above_random() -> None:
     assert verdict.status == "fails" and "saliency@5%" in verdict.reason
 
 
+def _road_rows(method_shift: list[float], random_shift: list[float]) -> list:
+    """The same layout as ``_feature_rows`` for the ROAD replacement's variants ("saliency (road)", ...)."""
+    return [(d, f"{v} (road)", s, m, x) for d, v, s, m, x in _feature_rows(method_shift, random_shift)]
+
+
+@pytest.mark.parametrize(("road_method", "road_random", "status", "road_status"), [
+    ([2.0, 2.1, 1.9], [1.0, 1.1, 0.9], "holds", "holds"),          # same verdict: robust
+    ([0.5, 0.6, 0.4], [1.0, 1.2, 0.9], "fails", "fails"),          # ROAD reverses it: metric-fragile
+    ([1.0, 2.0, 0.5], [1.5, 1.0, 1.0], "fails", "inconclusive"),   # ROAD cannot decide: the verdict changes
+])
+def test_claim1_metric_robustness(road_method, road_random, status, road_status) -> None:
+    exp = FeatureConsistencyExperiment()
+    cfg = exp.make_config("quick")
+    results = frame(_feature_rows([2.0, 2.1, 1.9], [1.0, 1.1, 0.9]) + _road_rows(road_method, road_random))
+    assert claim(exp, cfg, "claim1-mnist").check(results).status == "holds"
+    assert claim(exp, cfg, "claim1-mnist-road").check(results).status == road_status
+    robust = claim(exp, cfg, "claim1-mnist-metric-robustness").check(results)
+    assert robust.status == ("holds" if status == "holds" else "fails")
+    assert ("metric-fragile" in robust.reason) == (status != "holds")
+    assert "saliency@5% zeros + road " in robust.reason
+    assert robust.numbers["comparisons"] == 9
+    assert robust.numbers["comparisons flipping"] == (9 if road_status == "fails" else 0)
+
+
+def test_metric_robustness_rules() -> None:
+    from xairepro.experiments.base import Verdict
+    from xairepro.experiments.robustness import metric_robustness
+
+    v = {"a": Verdict("holds", ""), "b": Verdict("holds", "")}
+    assert metric_robustness(v, "x").status == "holds"
+    assert metric_robustness({**v, "c": Verdict("fails", "")}, "x").status == "fails"
+    assert metric_robustness({"a": Verdict("inconclusive", ""), "b": Verdict("inconclusive", "")}, "x").status \
+        == "inconclusive"
+    assert metric_robustness({}, "x").status == "inconclusive"
+    r = metric_robustness(v, "x", {"m@5%": {"a": 1, "b": -1}, "m@10%": {"a": 1, "b": 0}, "m@20%": {"a": None}})
+    assert r.numbers["comparisons flipping"] == 1 and "m@5% a + b -" in r.reason and "m@20% a ? b ?" in r.reason
+
+
 # ---------------------------------------------------------------------------------------- claim 2
 
 def _example_rows(most: list[float], least: list[float], methods, dataset: str = "digits") -> list:
@@ -308,18 +346,20 @@ def test_feature_paper_preset_resolves_to_the_study_settings() -> None:
     mnist = cells["mnist"][0].params["feature_set"]
     assert mnist["model"]["model_kwargs"] == {"latent_dim": 4} and mnist["model"]["epochs"] == 100
     assert mnist["model"]["method_options"] == {"perturbation": "noise", "noise_std": 0.3}
-    assert mnist["replacements"] == ["zeros"] and mnist["n_test"] is None
+    assert mnist["replacements"] == ["zeros", "road"] and mnist["n_test"] is None
     ecg = cells["ecg5000"][0].params["feature_set"]
     assert ecg["model"]["model"] == "lstm-ae" and ecg["model"]["model_kwargs"] == {"embedding_dim": 64}
     assert ecg["model"]["epochs"] == 150 and ecg["model"]["method_options"]["error"] == "l1"
     assert ecg["baseline"] == "mean"
     cifar = cells["cifar10"][0].params["feature_set"]
-    assert cifar["replacements"] == ["blur", "zeros"] and cifar["baseline"] == "blur"
+    assert cifar["replacements"] == ["blur", "zeros", "road"] and cifar["baseline"] == "blur"
     m = cifar["model"]
     assert (m["model"], m["optimizer"], m["lr"], m["momentum"], m["weight_decay"]) == ("simclr", "sgd", 0.6, 0.9, 1e-6)
     assert m["method_options"] == {"temperature": 0.5} and m["model_kwargs"]["backbone"] == "resnet18"
-    assert {c.id for c in exp.claims(cfg)} == {"claim1-mnist", "claim1-ecg5000", "claim1-cifar10",
-                                               "claim1-cifar10-zeros"}
+    assert {c.id for c in exp.claims(cfg)} == {
+        "claim1-mnist", "claim1-mnist-road", "claim1-mnist-metric-robustness",
+        "claim1-ecg5000", "claim1-ecg5000-road", "claim1-ecg5000-metric-robustness",
+        "claim1-cifar10", "claim1-cifar10-zeros", "claim1-cifar10-road", "claim1-cifar10-metric-robustness"}
 
 
 def test_example_paper_preset_resolves_to_the_study_settings() -> None:

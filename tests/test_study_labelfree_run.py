@@ -86,7 +86,8 @@ def test_every_cell_runs_and_claims_are_decided(run) -> None:
     assert frame["value"].notna().all()
     claims = json.loads((out / "claims.json").read_text())
     ids = {name: {c["id"] for c in claims[name]} for name in EXPERIMENTS}
-    assert ids[FEATURE] == {"claim1-mnist", "claim1-ecg5000"}
+    assert ids[FEATURE] == {"claim1-mnist", "claim1-ecg5000", "claim1-mnist-road", "claim1-ecg5000-road",
+                            "claim1-mnist-metric-robustness", "claim1-ecg5000-metric-robustness"}
     assert ids[EXAMPLE] == {"claim2-mnist", "claim2-ecg5000"}
     assert ids[PRETEXT] == {"claim3-mnist", "claim3-mnist-examples-weaker"}
     assert ids[VAE] == {"claim4-mnist", "claim4-dsprites"}
@@ -114,8 +115,13 @@ def test_feature_consistency_records(run) -> None:
     methods = {"integrated_gradients", "gradient_shap", "saliency", "random"}
     for dataset in ("digits", "ecg-gen"):
         d = f[f["dataset"] == dataset]
+        road = d[d["variant"].str.endswith(" (road)")]
+        d = d[~d["variant"].str.endswith(" (road)")]
         assert set(d["variant"]) == methods and set(d["seed"]) == {0, 1}
         assert len(d) == 4 * 6 * 2 and (d["value"] >= 0).all()
+        # ROAD removal (issue 15): every fraction but 100%, where nothing is left to impute from
+        assert set(road["variant"]) == {f"{m} (road)" for m in methods} and len(road) == 4 * 5 * 2
+        assert frac_metric(PREFIX, 1.0) not in set(road["metric"]) and (road["value"] >= 0).all()
         # at 100% every method replaces every feature: the same perturbed input, the same shift
         full = d[d["metric"] == frac_metric(PREFIX, 1.0)]
         for seed in (0, 1):
@@ -195,5 +201,5 @@ def test_same_seed_same_numbers_from_scratch(run, registered, tmp_path) -> None:
     old = frame[(frame["experiment"] == FEATURE) & (frame["dataset"] == "digits") & (frame["seed"] == 1)]
     key = ["variant", "metric"]
     merged = old.merge(new, on=key + ["config_hash"], suffixes=("_old", "_new"))
-    assert len(merged) == len(old) == len(new) == 4 * 6
+    assert len(merged) == len(old) == len(new) == 4 * 6 + 4 * 5      # + ROAD removal below 100%
     assert (merged["value_old"] - merged["value_new"]).abs().max() <= 1e-6 * max(1.0, merged["value_old"].abs().max())

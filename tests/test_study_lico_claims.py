@@ -226,7 +226,9 @@ def test_every_claim_is_inconclusive_when_its_models_are_near_chance():
     assert verdicts(exp, k4, _acc(rows))["claim-2-accuracy"] == "fails"
     # the saliency claims read the accuracy records of their own cells
     overall = [f"{m}.overall" for m in ("gradcam", "gradcampp", "rise")]
-    for e, recs in ((LicoInsDelExperiment(), overall), (LicoIouExperiment(), ["soft_iou_batch"]),
+    # (insertion/deletion also records a second metric: its verdict-robustness claim then decides too)
+    insdel = overall + [f"{m}.road_lerf" for m in ("gradcam", "gradcampp", "rise")]
+    for e, recs in ((LicoInsDelExperiment(), insdel), (LicoIouExperiment(), ["soft_iou_batch"]),
                     (LicoTemperatureExperiment(), overall)):
         c = e.make_config("quick", overrides=["datasets=[shapes-k12]"])
         r = {}
@@ -248,11 +250,17 @@ def test_interpretability_claim():
         for m in cfg.saliency.methods:
             rows[(d, "baseline", f"{m}.overall")] = [10.0, 11.0]
             rows[(d, "lico", f"{m}.overall")] = [14.0, 15.0]
-    assert verdicts(exp, cfg, frame(rows)) == {"claim-1-interpretability": "holds"}
+    # only Overall recorded: the verdict-robustness claim has nothing to compare it with
+    robust = "claim-1-interpretability-metric-robustness"
+    assert verdicts(exp, cfg, frame(rows)) == {"claim-1-interpretability": "holds", robust: "inconclusive"}
     rows[("shapes-k12", "lico", "rise.overall")] = [5.0, 6.0]           # one counter-example
-    assert verdicts(exp, cfg, frame(rows)) == {"claim-1-interpretability": "fails"}
+    assert verdicts(exp, cfg, frame(rows))["claim-1-interpretability"] == "fails"
     rows[("shapes-k12", "lico", "rise.overall")] = [9.0, 12.0]          # within the noise
-    assert verdicts(exp, cfg, frame(rows)) == {"claim-1-interpretability": "inconclusive"}
+    assert verdicts(exp, cfg, frame(rows))["claim-1-interpretability"] == "inconclusive"
+    # the paper preset records the same metrics; without them the claim is not stated
+    assert exp.make_config("paper").saliency.faithfulness == ["road", "pixel-flipping", "faithfulness-correlation"]
+    off = exp.make_config("quick", overrides=["saliency.faithfulness=[]"])
+    assert [c.id for c in exp.claims(off)] == ["claim-1-interpretability"]
 
 
 def test_iou_claim():
@@ -423,3 +431,33 @@ def test_every_published_number_matches_the_seed_tables():
         nums = [float(x) for x in _NUM.findall(line)]
         t6[tau[line.split("\t")[0].strip()]] = ((nums[0], nums[1]), tuple(nums[2:]))
     assert TABLE6 == t6
+
+
+def test_interpretability_metric_robustness():
+    # issue 15: claim 1 re-decided under each recorded metric on the same maps; lower-is-better metrics turned
+    from xairepro.experiments.lico_study.robustness import interpretability_robustness_claim, published_sign
+    from xairepro.experiments.lico_study.sets import get_study_set
+
+    keys, methods = ["shapes-k4", "shapes-k12"], ["gradcam", "rise"]
+    claim = interpretability_robustness_claim(keys, methods, 1.0)
+    rows = {}
+    for d in keys:
+        for m in methods:
+            rows[(d, "baseline", f"{m}.overall")] = [10.0, 11.0]
+            rows[(d, "lico", f"{m}.overall")] = [14.0, 15.0]
+    assert claim.check(frame(rows)).status == "inconclusive"                 # one metric: nothing to compare
+    for d in keys:
+        for m in methods:
+            rows[(d, "baseline", f"{m}.road_morf")] = [0.5, 0.52]           # lower is better: LICO better
+            rows[(d, "lico", f"{m}.road_morf")] = [0.3, 0.31]
+    robust = claim.check(frame(rows))
+    assert robust.status == "holds" and "insertion-deletion: holds; ROAD MoRF: holds" in robust.reason
+    rows[("shapes-k12", "lico", "rise.road_morf")] = [0.7, 0.72]            # ROAD says LICO is worse there
+    fragile = claim.check(frame(rows))
+    assert fragile.status == "fails" and "metric-fragile" in fragile.reason
+    assert "shapes-k12 RISE (published " in fragile.reason and "ROAD MoRF -" in fragile.reason
+    assert fragile.numbers["comparisons flipping"] == 1
+    # the published sign of LICO - baseline Overall comes from Tables 1 and 4 via the stand-in's data set
+    assert published_sign("cifar10", "gradcam") == 1 and published_sign("cifar10", "gradcampp") == -1
+    assert published_sign("shapes-k4", "gradcampp") == published_sign(get_study_set("shapes-k4").published, "gradcampp")
+    assert published_sign("no-such-set", "gradcam") is None

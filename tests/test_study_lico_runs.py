@@ -72,6 +72,11 @@ def test_tiny_study_end_to_end_through_the_runner(lico_registered, tmp_path: Pat
             index=["variant", "seed"], columns="metric", values="value")
         assert ((row[f"{method}.insertion"] - row[f"{method}.deletion"] - row[f"{method}.overall"]).abs()
                 < 1e-6).all()
+        # the same maps re-scored by the retrain-free metrics (issue 15), one record per cell each
+        for score in ("road_morf", "road_lerf", "pixel_flipping", "faithfulness_correlation"):
+            values = ins[ins["metric"] == f"{method}.{score}"]["value"]
+            assert len(values) == 4 and values.notna().all(), score
+        assert ins[ins["metric"] == f"{method}.road_morf"]["value"].between(0, 1).all()
     iou = frame[frame["experiment"] == "lico-iou"]
     iou = iou[iou["metric"].str.startswith("soft_iou")]
     assert len(iou) == 8 and iou["value"].between(0, 1).all()
@@ -83,7 +88,7 @@ def test_tiny_study_end_to_end_through_the_runner(lico_registered, tmp_path: Pat
     claims = {c["id"]: c for c in _claim_entries(json.loads((out / "claims.json").read_text()))}
     assert set(claims) == {"claim-1-interpretability", "claim-2-accuracy", "claim-3-more-classes", "limited-data",
                            "finding-mm-beats-ot", "finding-both-not-above-mm", "finding-baseline-iou-above-lico",
-                           "finding-tau-no-difference"}
+                           "finding-tau-no-difference", "claim-1-interpretability-metric-robustness"}
     for claim in claims.values():
         assert claim["status"] in ("holds", "fails", "inconclusive")
         assert "could not run" not in claim["reason"], claim["reason"]
@@ -92,6 +97,9 @@ def test_tiny_study_end_to_end_through_the_runner(lico_registered, tmp_path: Pat
     assert claims["limited-data"]["status"] == "inconclusive"
     assert "tiny-k3 diff" in claims["claim-2-accuracy"]["numbers"]
     assert "tiny-k3 Grad-CAM diff" in claims["claim-1-interpretability"]["numbers"]
+    robust = claims["claim-1-interpretability-metric-robustness"]
+    assert robust["numbers"]["metrics"] == 5 and robust["numbers"]["comparisons"] == 3
+    assert "insertion-deletion:" in robust["reason"] and "ROAD MoRF:" in robust["reason"]
     for cid in ("claim-1-interpretability", "claim-2-accuracy", "finding-baseline-iou-above-lico"):
         assert claims[cid]["numbers"]["tiny-k3 chance"] == pytest.approx(100 / 3)   # accuracy vs chance shown
         assert "tiny-k3 lico accuracy" in claims[cid]["numbers"]

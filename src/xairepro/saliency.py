@@ -1,8 +1,11 @@
-"""Explain images with saliency methods and score the maps, in one call: insertion/deletion and soft IoU.
+"""Explain images with saliency methods and score the maps, in one call: insertion/deletion, the retrain-free
+faithfulness metrics and soft IoU.
 
-    ev = evaluate_saliency(model, images, labels, ["gradcam", "rise"], ["petsiuk", "lico-fact"], masks=seg)
+    ev = evaluate_saliency(model, images, labels, ["gradcam", "rise"], ["petsiuk", "lico-fact"], masks=seg,
+                           metrics=["road", "pixel-flipping"])
     ev.maps["gradcam"]["label"]                    # (N, H, W) in [0, 1]: the label class explained
     ev.scores["gradcam"]["petsiuk"].insertion      # (N,) AUC per image (an InsertionDeletionResult)
+    ev.faithfulness["gradcam"]["label"]["road_morf"]   # (N,) per image (``metrics.retrain_free_scores``)
     ev.iou["gradcam"]["predicted"]                 # (N,) soft IoU of the maps with the masks
     ev.rows()                                      # one dict per (image, method, protocol)
 
@@ -25,7 +28,11 @@ from torch import nn
 from xairepro.errors import UsageError
 from xairepro.explain import method_name, saliency_method
 from xairepro.imaging import auto_batch_size, check_images, resolve_targets
-from xairepro.metrics import InsertionDeletionProtocol, InsertionDeletionResult, insertion_deletion, soft_iou
+from xairepro.metrics import (
+    FaithfulnessSuite, InsertionDeletionProtocol, InsertionDeletionResult, insertion_deletion, retrain_free_scores,
+    soft_iou,
+)
+from xairepro.metrics.faithfulness import check_names
 from xairepro.utils import preserved_state
 
 __all__ = ["SaliencyEvaluation", "evaluate_saliency", "BATCHED_METHODS"]
@@ -40,6 +47,7 @@ class SaliencyEvaluation:
 
     ``maps[method][target]`` (N, H, W) for each target needed (``label``, ``predicted``);
     ``scores[method][protocol]`` the insertion/deletion result of that protocol's maps;
+    ``faithfulness[method][target]`` {score name: (N,)} of the retrain-free metrics asked for;
     ``iou[method][target]`` (N,) soft IoU per image (NaN where a mask is empty) when masks were given;
     ``explainers[method]`` each explainer's settings (its repr).
     """
@@ -50,23 +58,39 @@ class SaliencyEvaluation:
     maps: dict[str, dict[str, torch.Tensor]] = field(default_factory=dict)
     scores: dict[str, dict[str, InsertionDeletionResult]] = field(default_factory=dict)
     iou: dict[str, dict[str, torch.Tensor]] = field(default_factory=dict)
+    faithfulness: dict[str, dict[str, dict[str, torch.Tensor]]] = field(default_factory=dict)
     explainers: dict[str, str] = field(default_factory=dict)
 
+    def classes(self, target: str) -> torch.Tensor:
+        """The class explained per image for a target kind: the labels or the predictions, (N,)."""
+        if target == "label":
+            if self.labels is None:
+                raise UsageError("no labels were given")
+            return self.labels
+        return self.predictions
+
     def rows(self) -> list[dict[str, Any]]:
-        """One row per (image, method, protocol): label, target class, insertion, deletion, overall and,
-        with masks, the soft IoU of the maps the protocol scored."""
+        """One row per (image, method, protocol): label, target class, insertion, deletion, overall, the
+        retrain-free scores and, with masks, the soft IoU of the maps the protocol scored.  Without
+        protocols: one row per (image, method, target kind explained), ``protocol`` None."""
         rows: list[dict[str, Any]] = []
-        for method, results in self.scores.items():
-            for name, r in results.items():
-                target = self.protocols[name].target
-                iou = self.iou.get(method, {}).get(target)
-                for i in range(r.insertion.shape[0]):
+        for method, maps in self.maps.items():
+            results = self.scores.get(method, {})
+            keys = [(name, self.protocols[name].target) for name in results] or [(None, t) for t in maps]
+            for name, target in keys:
+                r = results.get(name) if name is not None else None
+                classes = r.targets if r is not None else self.classes(target)
+                columns: dict[str, torch.Tensor] = {}
+                if r is not None:
+                    columns.update(insertion=r.insertion, deletion=r.deletion, overall=r.overall)
+                columns.update(self.faithfulness.get(method, {}).get(target, {}))
+                if target in self.iou.get(method, {}):
+                    columns["soft_iou"] = self.iou[method][target]
+                values = {k: v.detach().cpu().tolist() for k, v in columns.items()}
+                for i in range(len(classes)):
                     row = {"image": i, "label": None if self.labels is None else int(self.labels[i]),
-                           "target": int(r.targets[i]), "method": method, "protocol": name,
-                           "insertion": float(r.insertion[i]), "deletion": float(r.deletion[i]),
-                           "overall": float(r.overall[i])}
-                    if iou is not None:
-                        row["soft_iou"] = float(iou[i])
+                           "target": int(classes[i]), "method": method, "protocol": name}
+                    row.update({k: float(v[i]) for k, v in values.items()})
                     rows.append(row)
         return rows
 
@@ -98,7 +122,9 @@ def evaluate_saliency(model: nn.Module, images: torch.Tensor, targets: torch.Ten
                       masks: torch.Tensor | None = None, *, batch_size: int | None = None, seed: int | None = 0,
                       target_layer: nn.Module | str | None = None,
                       options: Mapping[str, Mapping[str, Any]] | None = None,
-                      progress: Callable[[str], None] | None = None) -> SaliencyEvaluation:
+                      progress: Callable[[str], None] | None = None, metrics: Sequence[str] = (),
+                      suite: FaithfulnessSuite | None = None, explain: Sequence[str] | None = None
+                      ) -> SaliencyEvaluation:
     """Maps of every method, their insertion/deletion under every protocol, and their soft IoU with ``masks``.
 
     ``images`` (N, C, H, W) in [0, 1]; ``targets`` the labels (N,) (needed when a protocol scores the label
@@ -107,17 +133,24 @@ def evaluate_saliency(model: nn.Module, images: torch.Tensor, targets: torch.Ten
     prediction).  ``masks`` (N, H, W) bool segmentation masks.  ``batch_size``: forwards per batch (None: 32
     on the CPU, 256 on a GPU), also given to RISE, Group-CAM and Score-CAM; ``seed`` draws RISE's masks;
     ``options[method]`` go to that method's constructor (e.g. ``{"rise": {"n_masks": 200}}``).
-    ``progress(method)`` is called after each method.  The model is left as it was.
+    ``progress(method)`` is called after each method.  ``metrics``: names of the retrain-free faithfulness
+    metrics (``metrics.FAITHFULNESS_METRICS``) scored on every map, the class explained being the
+    target (``suite``: their settings).  ``explain``: the target kinds to explain ("label", "predicted")
+    when no protocol says (default: the prediction).  The model is left as it was.
     """
     check_images(images, "evaluate_saliency")
     x = images.detach()
     n, device = x.shape[0], x.device
     batch_size = batch_size or auto_batch_size(device)
     protos = _protocols(protocols)
+    metrics = check_names(metrics) if metrics else []
     names = list(dict.fromkeys(method_name(m) for m in methods))
     if not names:
         raise UsageError("no saliency method given")
-    needed = list(dict.fromkeys(p.target for p in protos.values())) or ["predicted"]
+    needed = list(dict.fromkeys(p.target for p in protos.values())) or list(explain or ["predicted"])
+    bad = [t for t in needed if t not in ("label", "predicted")]
+    if bad:
+        raise UsageError(f"explain must name 'label' or 'predicted', got {bad[0]!r}")
     labels = None if targets is None else resolve_targets(targets, None, n, device)
     if labels is None and "label" in needed:
         raise UsageError("a protocol scoring the label class needs the labels: pass targets=")
@@ -145,6 +178,9 @@ def evaluate_saliency(model: nn.Module, images: torch.Tensor, targets: torch.Ten
         ev.maps[method] = maps
         ev.scores[method] = {name: insertion_deletion(model, x, maps[p.target], p, labels=labels, batch_size=batch_size)
                              for name, p in protos.items()}
+        if metrics:
+            ev.faithfulness[method] = {t: retrain_free_scores(model, x, m, ev.classes(t), metrics, suite,
+                                                              batch_size=batch_size) for t, m in maps.items()}
         if masks is not None:
             ev.iou[method] = {t: soft_iou(m, masks.to(m.device), reduction="image") for t, m in maps.items()}
         ev.explainers[method] = repr(explain)

@@ -77,14 +77,17 @@ def _augmentations() -> Section:
 def _saliency() -> Section:
     # lazy: the registries are read only to rebuild the file
     from xairepro.explain import SALIENCY_CLASSES
-    from xairepro.metrics import PROTOCOL_PRESETS
+    from xairepro.metrics import FAITHFULNESS_METRICS, PROTOCOL_PRESETS
 
     def first_line(obj: object) -> str:
         return " ".join((obj.__doc__ or "").split("\n\n")[0].split())
 
     rows = [[name, "method", first_line(cls)] for name, cls in SALIENCY_CLASSES.items()]
     rows += [[name, "protocol", first_line(preset)] for name, preset in PROTOCOL_PRESETS.items()]
-    return _section("Saliency methods and insertion/deletion protocols (xairepro saliency --methods / --protocol)",
+    rows += [["insdel", "metric", "insertion / deletion / overall under --protocol"]]
+    rows += [[name, "metric", text] for name, text in FAITHFULNESS_METRICS.items()]
+    return _section("Saliency methods, insertion/deletion protocols and faithfulness metrics "
+                    "(xairepro saliency --methods / --protocol / --metrics)",
                     ["name", "kind", "description"], rows)
 
 

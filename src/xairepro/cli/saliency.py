@@ -1,7 +1,11 @@
-"""``xairepro saliency``: saliency maps of a trained classifier and their insertion/deletion (and IoU) scores.
+"""``xairepro saliency``: saliency maps of a trained classifier and their faithfulness (and IoU) scores.
 
     xairepro saliency --checkpoint CK --data NAME --methods gradcam,gradcampp,groupcam,rise \\
-        --protocol petsiuk --n-images N --out DIR
+        --protocol petsiuk --metrics insdel,road,pixel-flipping --n-images N --out DIR
+
+``--metrics``: ``insdel`` (insertion/deletion under ``--protocol``) and the retrain-free metrics of
+``metrics.FAITHFULNESS_METRICS`` (road, pixel-flipping, faithfulness-correlation, confidence-change), every
+one scoring the class the protocol explains (the label for lico-fact, else the prediction).
 
 writes ``DIR/saliency_grid.png`` (images x methods), ``DIR/curves.png``, ``DIR/per_image.csv`` (one row
 per image and method), ``DIR/summary.csv`` and ``DIR/summary.md`` (mean ± std per method),
@@ -25,6 +29,20 @@ if TYPE_CHECKING:  # torch, pandas and the library are imported when the command
     import torch
 
 DEFAULT_METHODS = "gradcam,gradcampp,groupcam,rise"
+DEFAULT_METRICS = "insdel"
+
+
+def parse_metrics(text: str) -> list[str]:
+    """``--metrics`` as distinct names: ``insdel`` or one of ``metrics.FAITHFULNESS_METRICS``."""
+    # lazy: start-up time of `xairepro --help`
+    from xairepro.metrics import FAITHFULNESS_METRICS
+
+    allowed = ("insdel", *FAITHFULNESS_METRICS)
+    names = list(dict.fromkeys(m.strip().lower() for m in text.split(",") if m.strip()))
+    unknown = [m for m in names if m not in allowed]
+    if not names or unknown:
+        raise UsageError(f"unknown metric(s) {', '.join(unknown) or '(none given)'}; choose from {', '.join(allowed)}")
+    return names
 
 
 def _parse_options(items: list[str]) -> dict[str, Any]:
@@ -132,8 +150,10 @@ def _summary(rows: list[dict[str, Any]], methods: list[str]) -> Any:
     # lazy: start-up time of `xairepro --help`
     import pandas as pd
 
+    from xairepro.metrics import higher_is_better
+
     df = pd.DataFrame(rows)
-    metrics = [c for c in ("insertion", "deletion", "overall", "soft_iou") if c in df.columns]
+    metrics = [c for c in df.columns if higher_is_better(c) is not None]
     agg = df.groupby("method", sort=False)[metrics].agg(["mean", "std", "count"])
     out = pd.DataFrame({"method": methods})
     for m in metrics:
@@ -167,6 +187,9 @@ def register(app: typer.Typer) -> None:
                                     help="Comma-separated saliency methods (`xairepro list saliency` names them)."),
         protocol: str = typer.Option("petsiuk", "--protocol",
                                      help="Insertion/deletion protocol preset (`xairepro list saliency`)."),
+        metric_names: str = typer.Option(DEFAULT_METRICS, "--metrics",
+                                         help="Comma-separated: insdel and retrain-free faithfulness metrics "
+                                              "(`xairepro list saliency` names them)."),
         n_images: int = typer.Option(64, "--n-images", help="The first N images of the split are explained."),
         split: str = typer.Option("test", "--split", help="train, val or test."),
         data_dir: Path = typer.Option(None, "--data-dir", help="Folder holding the real data sets."),
@@ -182,13 +205,14 @@ def register(app: typer.Typer) -> None:
         rise_masks: int = typer.Option(None, "--rise-masks", help="Number of RISE masks (default: RISE's, 4,000)."),
         batch_size: int = typer.Option(None, "--batch-size", help="Images per forward pass "
                                        "(default: 32 on the CPU, 256 on a GPU)."),
-        seed: int = typer.Option(0, "--seed", help="Seed of RISE's masks (the data split is the checkpoint's "
-                                 "own, from its training record)."),
+        seed: int = typer.Option(0, "--seed", help="Seed of the stochastic methods and metrics: RISE's "
+                                 "masks, ROAD's noise, faithfulness-correlation subsets (the data split is the "
+                                 "checkpoint's own, from its training record)."),
         device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1 ..."),
         grid_images: int = typer.Option(8, "--grid-images", help="Images shown in saliency_grid.png."),
         progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
     ) -> int:
-        """Explain N images with each method; score insertion/deletion (and soft IoU where masks exist)."""
+        """Explain N images with each method; score the chosen metrics (and soft IoU where masks exist)."""
         # lazy: start-up time of `xairepro --help`
         import pandas as pd
         import torch
@@ -197,7 +221,7 @@ def register(app: typer.Typer) -> None:
 
         from xairepro.data import load
         from xairepro.explain import method_name
-        from xairepro.metrics import InsertionDeletionProtocol
+        from xairepro.metrics import FaithfulnessSuite, InsertionDeletionProtocol
         from xairepro.report.saliency_figures import insertion_deletion_curves, saliency_grid
         from xairepro.saliency import evaluate_saliency
         from xairepro.train import load_model
@@ -208,6 +232,10 @@ def register(app: typer.Typer) -> None:
         if not names:
             raise UsageError("--methods names no saliency method")
         proto = InsertionDeletionProtocol.preset(protocol)
+        metric_list = parse_metrics(metric_names)
+        others = [m for m in metric_list if m != "insdel"]
+        protocols = {proto.name: proto} if "insdel" in metric_list else {}
+        suite = FaithfulnessSuite(seed=seed)
         for flag, value in (("--n-images", n_images), ("--rise-masks", rise_masks), ("--batch-size", batch_size),
                             ("--grid-images", grid_images)):
             if value is not None and value < 1:
@@ -235,13 +263,14 @@ def register(app: typer.Typer) -> None:
         with Progress(TextColumn("[bold]saliency"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                       console=console, disable=not progress, transient=True) as bar:
             task = bar.add_task("saliency", total=len(names))
-            ev = evaluate_saliency(model, x, y, names, {proto.name: proto}, masks=seg, batch_size=batch_size,
+            ev = evaluate_saliency(model, x, y, names, protocols, masks=seg, batch_size=batch_size,
                                    seed=seed, target_layer=target_layer,
                                    options={"rise": {"n_masks": rise_masks}} if rise_masks else None,
-                                   progress=lambda _: bar.advance(task))
+                                   progress=lambda _: bar.advance(task), metrics=others, suite=suite,
+                                   explain=[proto.target])
         rows = [{k: v for k, v in row.items() if k != "protocol"} for row in ev.rows()]
         maps = {m: ev.maps[m][proto.target].cpu() for m in names}
-        results = {m: ev.scores[m][proto.name] for m in names}
+        results = {m: ev.scores[m][proto.name] for m in names if proto.name in ev.scores.get(m, {})}
 
         out.mkdir(parents=True, exist_ok=True)
         with atomic_path(out / "per_image.csv") as tmp:
@@ -258,8 +287,10 @@ def register(app: typer.Typer) -> None:
         titles = [ds.info.class_names[int(c)] if ds.info.class_names else str(int(c)) for c in y[:k]]
         saliency_grid(x[:k].cpu(), {m: v[:k] for m, v in maps.items()}, row_titles=titles,
                       path=out / "saliency_grid.png")
-        insertion_deletion_curves(results, title=f"{data}: {checkpoint.name}", path=out / "curves.png")
+        if results:
+            insertion_deletion_curves(results, title=f"{data}: {checkpoint.name}", path=out / "curves.png")
         record = {"protocol": proto.to_dict(), "protocol_digest": proto.digest, "methods": names,
+                  "metrics": metric_list, "faithfulness_suite": suite.to_dict(),
                   "method_settings": ev.explainers,
                   "checkpoint": str(checkpoint), "data": data, "split": split, "data_options": options,
                   "split_seed": split_seed, **data_note, "n_images": int(x.shape[0]), "seed": seed,
@@ -268,6 +299,6 @@ def register(app: typer.Typer) -> None:
                   "substrates": "pixel space: images in [0, 1], normalisation inside the model"}
         atomic_write_text(out / "protocol.json", json.dumps(record, indent=2, sort_keys=True, default=str))
         print(table, end="")
-        print(f"wrote {out}/saliency_grid.png, curves.png, per_image.csv, summary.csv, summary.md, maps.pt, "
-              "protocol.json")
+        print(f"wrote {out}/saliency_grid.png, {'curves.png, ' if results else ''}per_image.csv, summary.csv, "
+              "summary.md, maps.pt, protocol.json")
         return 0

@@ -1,13 +1,15 @@
-"""Metrics: insertion/deletion, soft IoU, similarity rates, consistency curves, ROAR, map statistics.
+"""Metrics: insertion/deletion, ROAD, pixel flipping, faithfulness correlation, confidence change, model
+randomisation, soft IoU, similarity rates, consistency curves, ROAR, map statistics.
 
 Each score states whether higher is better (``HIGHER_IS_BETTER``; :func:`higher_is_better` reads a record's
 metric name): the report's arrows and the studies' claim rules take the direction from here.  The
-submodules are imported here (they need nothing beyond torch), so ``xairepro.metrics.roar`` is always the
-function even where the submodule of the same name was imported first.
+submodules are imported here (they need nothing beyond torch and scipy), so ``xairepro.metrics.roar`` is
+always the function even where the submodule of the same name was imported first.
 """
 
 from __future__ import annotations
 
+from xairepro.metrics.confidence_change import ConfidenceChangeResult, ConfidenceChangeSettings, confidence_change
 from xairepro.metrics.consistency import feature_consistency, topk_masks
 from xairepro.metrics.correlation import (
     active_units,
@@ -17,6 +19,12 @@ from xairepro.metrics.correlation import (
     pearson_offdiagonal,
     spearman_offdiagonal,
 )
+from xairepro.metrics.faithfulness import FAITHFULNESS_METRICS, FaithfulnessSuite, retrain_free_scores
+from xairepro.metrics.faithfulness_correlation import (
+    FaithfulnessCorrelationResult,
+    FaithfulnessCorrelationSettings,
+    faithfulness_correlation,
+)
 from xairepro.metrics.insertion_deletion import (
     PROTOCOL_PRESETS,
     InsertionDeletionProtocol,
@@ -24,6 +32,14 @@ from xairepro.metrics.insertion_deletion import (
     insertion_deletion,
 )
 from xairepro.metrics.iou import soft_iou
+from xairepro.metrics.model_randomisation import (
+    ModelRandomisationResult,
+    ModelRandomisationSettings,
+    model_randomisation,
+    randomised_models,
+)
+from xairepro.metrics.pixel_flipping import PixelFlippingResult, PixelFlippingSettings, pixel_flipping
+from xairepro.metrics.road import RoadResult, RoadSettings, noisy_linear_imputation, road
 from xairepro.metrics.roar import roar
 from xairepro.metrics.similarity import similarity_rates
 
@@ -34,6 +50,14 @@ HIGHER_IS_BETTER: dict[str, bool] = {
     "insertion": True,
     "deletion": False,
     "overall": True,
+    "road_morf": False,
+    "road_lerf": True,
+    "pixel_flipping": False,
+    "faithfulness_correlation": True,
+    "average_drop": False,
+    "increase_in_confidence": True,
+    "average_gain": True,
+    "model_randomisation": False,
     "soft_iou": True,
     "similarity_most": True,
     "similarity_least": False,
@@ -56,5 +80,9 @@ __all__ = [
     "insertion_deletion", "InsertionDeletionProtocol", "InsertionDeletionResult", "PROTOCOL_PRESETS", "soft_iou",
     "similarity_rates", "feature_consistency", "topk_masks", "roar", "pearson_offdiagonal", "pearson_matrix",
     "spearman_offdiagonal", "cosine_offdiagonal", "attribution_entropy", "active_units", "HIGHER_IS_BETTER",
-    "higher_is_better",
+    "higher_is_better", "road", "RoadResult", "RoadSettings", "noisy_linear_imputation", "pixel_flipping",
+    "PixelFlippingResult", "PixelFlippingSettings", "faithfulness_correlation", "FaithfulnessCorrelationResult",
+    "FaithfulnessCorrelationSettings", "confidence_change", "ConfidenceChangeResult", "ConfidenceChangeSettings",
+    "model_randomisation", "ModelRandomisationResult", "ModelRandomisationSettings", "randomised_models",
+    "retrain_free_scores", "FaithfulnessSuite", "FAITHFULNESS_METRICS",
 ]

@@ -17,7 +17,7 @@ from torch import Tensor, nn
 
 from xairepro.errors import UsageError
 from xairepro.imaging import gaussian_blur
-from xairepro.utils import make_generator, preserved_state
+from xairepro.utils import derive_seed, make_generator, preserved_state
 
 #: The study's fractions of features perturbed (SPEC 6).
 FRACTIONS: tuple[float, ...] = (0.05, 0.1, 0.2, 0.5, 0.8, 1.0)
@@ -128,15 +128,17 @@ def mask_inputs(x: Tensor, masks: Tensor, replacement: Tensor, layout_ndim: int 
 def feature_consistency(encoder: nn.Module, x: Tensor, attributions: Tensor | str,
                         fractions: Sequence[float] | Tensor = FRACTIONS,
                         replacement: str | Tensor | float = "zeros", *, seed: int | None = 0,
-                        batch_size: int = 256, reduction: str = "mean") -> Tensor:
+                        batch_size: int = 256, reduction: str = "mean", road_noise: float = 0.01) -> Tensor:
     """Latent shift after masking the top-p% features: mean ||f(x) - f(x_p)||^2 per fraction.
 
     ``x`` images (N, C, H, W) or series (N, T, C); ``attributions`` shaped like ``x`` (or its
     positions, (N, H, W) / (N, T)), or ``"random"`` for the Random control (drawn with ``seed``).
-    ``replacement``: "zeros" (black), "blur" (Gaussian 21 / sigma 5 of x), a number, or a baseline
-    tensor shaped like x or like one example.  Returns (F,) means, or (F, N) with ``reduction="none"``.
-    The encoder runs in eval mode under ``no_grad``, at most ``batch_size`` rows per pass (the F masked
-    copies of a batch included); its state is restored.
+    ``replacement``: "zeros" (black), "blur" (Gaussian 21 / sigma 5 of x), a number, a baseline tensor
+    shaped like x or like one example, or "road": ROAD's noisy linear imputation of the masked positions
+    from the kept ones (``metrics.road``; noise ``road_noise``, drawn from ``seed`` per example; series
+    interpolate linearly in time; every fraction must leave a position kept).  Returns (F,) means, or
+    (F, N) with ``reduction="none"``.  The encoder runs in eval mode under ``no_grad``, at most
+    ``batch_size`` rows per pass (the F masked copies of a batch included); its state is restored.
     """
     if not isinstance(x, Tensor) or x.ndim < 2 or x.shape[0] == 0:
         raise UsageError(f"x must be a non-empty batch tensor, got {getattr(x, 'shape', type(x).__name__)}")
@@ -154,16 +156,25 @@ def feature_consistency(encoder: nn.Module, x: Tensor, attributions: Tensor | st
     counts = torch.tensor([n_masked(f, scores.shape[1]) for f in values], device=x.device)
     dim = _channel_dim(x.ndim)
     spatial = [s for i, s in enumerate(x.shape[1:], start=1) if i != dim]
-    repl = _replacement(x, replacement)
+    road = isinstance(replacement, str) and replacement == "road"
+    if road and dim is None:
+        raise UsageError("road imputation needs images (N, C, H, W) or series (N, T, C), not flat features")
+    repl = None if road else _replacement(x, replacement)
+    if road:
+        from xairepro.metrics.road import road_imputation
 
     shifts = torch.empty(len(values), x.shape[0], dtype=torch.float64, device=x.device)
     with preserved_state(encoder, eval_mode=True), torch.no_grad():
         for start in range(0, x.shape[0], int(batch_size)):
             part = slice(start, start + int(batch_size))
-            xb, rb = x[part], repl[part] if repl.shape[0] > 1 else repl
+            xb = x[part]
             z = _latent(encoder, xb)
             masks = (ranks[part].unsqueeze(0) < counts.view(-1, 1, 1)).reshape(len(values), xb.shape[0], *spatial)
-            x_p = mask_inputs(xb, masks, rb).reshape(-1, *x.shape[1:])  # (F n, ...): every fraction at once
+            if road:   # every fraction at once: (F, n, ...)
+                x_p = road_imputation(xb, masks, noise=road_noise, seed=derive_seed(seed or 0, "road"), first=start)
+            else:
+                x_p = mask_inputs(xb, masks, repl[part] if repl.shape[0] > 1 else repl)
+            x_p = x_p.reshape(-1, *x.shape[1:])  # (F n, ...)
             step = int(batch_size)  # at most batch_size rows per pass
             z_p = torch.cat([_latent(encoder, x_p[i:i + step]) for i in range(0, x_p.shape[0], step)])
             z_p = z_p.reshape(len(values), xb.shape[0], -1)

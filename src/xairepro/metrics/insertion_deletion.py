@@ -17,21 +17,17 @@ unmodified images are scored once and shared by deletion k = 0 and insertion k =
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 import torch
 from torch import nn
 
-from xairepro.config import config_hash
 from xairepro.errors import UsageError
-from xairepro.imaging import (
-    BLUR_SIGMA, auto_batch_size, batched_forward, check_images, check_maps, gaussian_blur, resolve_targets,
-)
-from xairepro.utils import preserved_state, progress
+from xairepro.imaging import BLUR_SIGMA, auto_batch_size, check_images, check_maps, gaussian_blur, resolve_targets
+from xairepro.metrics._perturbation import Settings, replacement_scores, score_images
+from xairepro.utils import preserved_state
 
 __all__ = ["InsertionDeletionProtocol", "InsertionDeletionResult", "insertion_deletion", "pixel_ranks",
            "PROTOCOL_PRESETS"]
@@ -41,7 +37,7 @@ DEFAULT_N_STEPS = 28
 
 
 @dataclass(frozen=True)
-class InsertionDeletionProtocol:
+class InsertionDeletionProtocol(Settings):
     """Every choice of an insertion/deletion run; stored with each result (``to_dict()``, ``digest``).
 
     Exactly one of ``pixels_per_step`` and ``n_steps`` is set; with ``n_steps`` the step is
@@ -135,15 +131,6 @@ class InsertionDeletionProtocol:
         counts = (torch.arange(n + 1) * step).clamp_max(n_pixels)
         return counts if self.include_final else counts[:-1]
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict of every field (the private ``_steps`` left out)."""
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if not f.name.startswith("_")}
-
-    @property
-    def digest(self) -> str:
-        """Stable 16-hex hash of ``to_dict()`` (independent of the Python hash seed)."""
-        return config_hash(self.to_dict())
-
 
 #: The protocol presets by name (the one list: ``preset()``, the CLI and the studies read it).
 PROTOCOL_PRESETS: dict[str, Callable[[], InsertionDeletionProtocol]] = {
@@ -224,7 +211,7 @@ def insertion_deletion(model: nn.Module, x: torch.Tensor, saliency: torch.Tensor
             raise UsageError(f"protocol {protocol.name!r} scores the label class: pass labels=")
         labels = resolve_targets(labels, None, b, device)
 
-    counts = protocol.replaced_counts(hw).to(device)
+    counts = protocol.replaced_counts(hw)
     n_points = counts.numel()
     xs = x.detach()
     rank_dtype = torch.int32 if hw < 2**31 else torch.int64
@@ -239,59 +226,31 @@ def insertion_deletion(model: nn.Module, x: torch.Tensor, saliency: torch.Tensor
         starts = torch.cat([xs, ins_start]).contiguous(memory_format=layout)   # row = curve * B + image
         finishes = torch.cat([del_end, xs]).contiguous(memory_format=layout)   # curve 0 = deletion, 1 = insertion
 
-        logits0 = torch.cat([batched_forward(model, xs[i:i + batch_size]) for i in range(0, b, batch_size)])
-        targets = labels if protocol.target == "label" else resolve_targets(None, logits0, b, device)
-        resolve_targets(targets, logits0, b, device)  # range check against the model's classes
-        score0 = _scores(logits0, targets, protocol.score)
+        target_arg = labels if protocol.target == "label" else None
+        _, targets, score0 = score_images(model, xs, target_arg, protocol.score, batch_size)
 
         # jobs: for every image, the deletion steps k > 0, then the insertion steps (all but the unmodified
-        # image, scored above).  A chunk of ``batch_size`` jobs is built in a reused buffer, one broadcast
-        # ``where`` per (image, curve) run of consecutive steps: no per-row gathers of whole images.
-        k_all = torch.arange(n_points, device=device)
+        # image, scored above), each a run of consecutive thresholds on one (image, curve) row
+        k_all = torch.arange(n_points)
         del_k = k_all[k_all > 0]
         ins_k = k_all[counts < hw] if protocol.include_final else k_all
-        runs = ((0, del_k, counts[del_k].to(rank_dtype).view(-1, 1, 1, 1)),
-                (1, ins_k, counts[ins_k].to(rank_dtype).view(-1, 1, 1, 1)))
         n_jobs = del_k.numel() + ins_k.numel()
-        total = b * n_jobs
-        job_k = torch.cat([del_k, ins_k])
-        job_curve = torch.cat([torch.zeros_like(del_k), torch.ones_like(ins_k)])
-        img_of = torch.arange(b, device=device).repeat_interleave(n_jobs)
-        slot_of = (job_curve.repeat(b) * b + img_of) * n_points + job_k.repeat(b)  # flat index into curves
-        target_of = targets[img_of]
+        job_k = torch.cat([del_k, ins_k]).repeat(b)
+        job_curve = torch.cat([torch.zeros_like(del_k), torch.ones_like(ins_k)]).repeat(b)
+        img_of = torch.arange(b).repeat_interleave(n_jobs)
+        scores = replacement_scores(model, starts, finishes, ranks, job_curve * b + img_of, img_of, counts[job_k],
+                                    targets[img_of.to(device)], protocol.score, batch_size,
+                                    show_progress=show_progress, desc="insertion/deletion")
 
         curves = torch.empty(2, b, n_points, device=device, dtype=torch.float32)
         curves[0, :, 0] = score0
         if protocol.include_final:
             curves[1, :, n_points - 1] = score0
-        flat_curves = curves.view(-1)
-        staging = torch.empty((min(batch_size, total), c, h, w), device=device, dtype=xs.dtype,
-                              memory_format=layout)
-        chunks = range(0, total, batch_size)
-        for start in progress(chunks, enabled=show_progress, total=len(chunks), desc="insertion/deletion"):
-            stop = min(start + batch_size, total)
-            pos = start
-            while pos < stop:                       # fill the chunk run by run
-                image, j = divmod(pos, n_jobs)
-                curve, ks, thresholds = runs[0] if j < del_k.numel() else runs[1]
-                j0 = j if curve == 0 else j - del_k.numel()
-                n = min(stop - pos, ks.numel() - j0)
-                row = curve * b + image
-                torch.where(ranks[image] < thresholds[j0:j0 + n], finishes[row], starts[row],
-                            out=staging[pos - start:pos - start + n])
-                pos += n
-            inputs = staging[:stop - start]
-            flat_curves[slot_of[start:stop]] = _scores(batched_forward(model, inputs), target_of[start:stop],
-                                                       protocol.score)
+        slot_of = (job_curve * b + img_of) * n_points + job_k     # flat index into curves
+        curves.view(-1)[slot_of.to(device)] = scores
     curves, targets = curves.clone(), targets.clone()   # ordinary tensors, usable outside inference mode
-    fractions = counts.to(torch.float32) / hw
+    fractions = counts.to(device=device, dtype=torch.float32) / hw
     deletion = auc(curves[0], fractions, protocol.auc_x)
     insertion = auc(curves[1], fractions, protocol.auc_x)
     return InsertionDeletionResult(insertion, deletion, curves[1], curves[0], fractions, targets, protocol=protocol)
 
-
-def _scores(logits: torch.Tensor, classes: torch.Tensor, score: str) -> torch.Tensor:
-    logits = logits.float()
-    if score == "softmax":
-        logits = torch.softmax(logits, dim=1)
-    return logits.gather(1, classes[:, None].to(logits.device))[:, 0]

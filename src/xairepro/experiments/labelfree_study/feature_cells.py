@@ -64,9 +64,11 @@ def feature_consistency_records(cell: Cell, ctx: Context) -> list[Record]:
         attr = attributions(encoder, x, method, baseline, seed=cell.seed, ig_steps=p["ig_steps"],
                             gs_samples=p["gradient_shap_samples"], batch_size=p["batch_size"])
         for replacement, value in replacements.items():
-            shifts = feature_consistency(encoder, x, attr, fractions, replacement=value,
+            # ROAD imputes from the kept features: undefined when all are removed (100%)
+            kept = [f for f in fractions if f < 1.0] if replacement == "road" else fractions
+            shifts = feature_consistency(encoder, x, attr, kept, replacement=value,
                                          seed=derive_seed(cell.seed, "random"), batch_size=p["batch_size"])
             variant = variant_name(method, replacement, fs.replacements[0])
             records += [cell.record(frac_metric(PREFIX, f), float(s), variant=variant)
-                        for f, s in zip(fractions, shifts.tolist())]
+                        for f, s in zip(kept, shifts.tolist())]
     return records

@@ -9,7 +9,10 @@ features shifts the latent more than perturbing random ones, for every method; d
 
 Replacement (the original code): MNIST black pixels (baseline zeros), ECG5000 the mean training beat
 (also the attribution baseline), CIFAR-10 a Gaussian blur (21, sigma 5) of the image (also the
-baseline); ``zeros`` on CIFAR-10 is the study's black-pixel variant (its Figure 5b).
+baseline); ``zeros`` on CIFAR-10 is the study's black-pixel variant (its Figure 5b).  ``road`` (not in
+the study) imputes the removed features from the kept ones as ROAD does (noisy linear imputation;
+linear interpolation in time for series), at the fractions below 100%: claim 1 is decided under it too,
+and a verdict-robustness claim says whether claim 1's verdict depends on the removal (metric-fragile).
 """
 
 from __future__ import annotations
@@ -27,13 +30,14 @@ from xairepro.experiments.labelfree_study.common import (
     PAPER_CIFAR_SIMCLR, PAPER_ECG_AE, PAPER_MNIST_DAE, QUICK_ECG_AE, QUICK_MNIST_DAE, SOURCE, LabelFreeExperiment,
     ModelSetup, check_choices, check_claim_fractions, check_fractions, check_seeds, frac_metric, pct, set_name,
 )
-from xairepro.experiments.labelfree_study.sets import PREFIX, REPLACEMENTS, FeatureSet, variant_name
-from xairepro.experiments.labelfree_study.stats import CLAIM_Z, combine, paired_difference, per_seed
+from xairepro.experiments.labelfree_study.sets import BASELINES, PREFIX, REPLACEMENTS, FeatureSet, variant_name
+from xairepro.experiments.labelfree_study.stats import CLAIM_Z, Difference, combine, paired_difference, per_seed
+from xairepro.experiments.robustness import FRAGILE, metric_robustness
 from xairepro.metrics import higher_is_better
 from xairepro.utils import save_figure
 
 __all__ = ["FeatureSet", "FeatureConsistencyConfig", "FeatureConsistencyExperiment", "FEATURE_METHODS",
-           "REPLACEMENTS", "variant_name"]
+           "REPLACEMENTS", "BASELINES", "variant_name"]
 
 FEATURE_METHODS = ("integrated_gradients", "gradient_shap", "saliency", "random")
 METHOD_LABELS = {"integrated_gradients": "Integrated Gradients", "gradient_shap": "Gradient Shap",
@@ -86,13 +90,13 @@ class FeatureConsistencyExperiment(LabelFreeExperiment):
     config_class = FeatureConsistencyConfig
     presets = {
         "quick": {"datasets": ["mnist", "ecg5000"], "seeds": [0, 1], "ig_steps": 16,
-                  "mnist": _set(QUICK_MNIST_DAE, ["zeros"], "zeros", None),
-                  "ecg5000": _set(QUICK_ECG_AE, ["mean"], "mean", 200)},
+                  "mnist": _set(QUICK_MNIST_DAE, ["zeros", "road"], "zeros", None),
+                  "ecg5000": _set(QUICK_ECG_AE, ["mean", "road"], "mean", 200)},
         "paper": {"datasets": ["mnist", "ecg5000", "cifar10"], "seeds": [0, 1, 2], "ig_steps": 50,
                   "use_gpu": True,
-                  "mnist": _set(PAPER_MNIST_DAE, ["zeros"], "zeros", None),
-                  "ecg5000": _set(PAPER_ECG_AE, ["mean"], "mean", None),
-                  "cifar10": _set(PAPER_CIFAR_SIMCLR, ["blur", "zeros"], "blur", None)},
+                  "mnist": _set(PAPER_MNIST_DAE, ["zeros", "road"], "zeros", None),
+                  "ecg5000": _set(PAPER_ECG_AE, ["mean", "road"], "mean", None),
+                  "cifar10": _set(PAPER_CIFAR_SIMCLR, ["blur", "zeros", "road"], "blur", None)},
     }
     metrics = {frac_metric(PREFIX, f): MetricSpec(f"latent shift, {pct(f)} perturbed", higher_is_better(PREFIX))
                for f in FRACTIONS}
@@ -127,6 +131,14 @@ class FeatureConsistencyExperiment(LabelFreeExperiment):
                     f"Claim 1 on {name}: perturbing the most important features shifts the latent more than "
                     f"perturbing random ones, for every method, at {', '.join(pct(f) for f in cfg.claim_fractions)}",
                     _claim1_check(cfg, fs, replacement), SOURCE + ", Section 4.1 (Figure 1)"))
+            if len(fs.replacements) > 1:
+                name = set_name(key, fs.model.data)
+                out.append(Claim(
+                    f"claim1-{key}-metric-robustness",
+                    f"Verdict robustness of claim 1 on {name}: the verdict is the same whichever way the top "
+                    f"features are removed ({', '.join(fs.replacements)}; road = ROAD's noisy linear imputation); "
+                    f"a verdict that changes is {FRAGILE}",
+                    _robustness_check(cfg, fs), "not in the study (xairepro issue 15)"))
         return out
 
     def figures(self, results: Results, out_dir: Path) -> list[Figure]:
@@ -142,7 +154,13 @@ class FeatureConsistencyExperiment(LabelFreeExperiment):
                 groups.setdefault(v.partition(" (")[2].rstrip(")"), []).append(v)
             for replacement, members in groups.items():
                 fractions, curves = fraction_curves(results, dataset, PREFIX, members)
-                if not curves:
+                # fractions this group never measured (road skips 100%) are left out of its figure
+                measured = np.zeros(len(fractions), dtype=bool)
+                for a in curves.values():
+                    measured |= np.isfinite(a).any(axis=1)
+                fractions = [f for f, keep in zip(fractions, measured) if keep]
+                curves = {v: a[measured] for v, a in curves.items()}
+                if not curves or not fractions:
                     continue
                 labels = {v: METHOD_LABELS.get(v.partition(" (")[0], v) for v in curves}
                 tag = f", {replacement} masks" if replacement else ""
@@ -163,24 +181,45 @@ class FeatureConsistencyExperiment(LabelFreeExperiment):
                 f"paired over seeds, difference > {cfg.claim_z:g} standard errors"}
 
 
-def _claim1_check(cfg: FeatureConsistencyConfig, fs: FeatureSet, replacement: str):
+def _claim1_outcomes(results: Results, cfg: FeatureConsistencyConfig, fs: FeatureSet, replacement: str
+                     ) -> dict[str, Difference]:
+    """Method - Random latent shift, paired over seeds, at every claim fraction, under ``replacement``."""
     primary = fs.replacements[0]
     dataset = fs.model.data
-    methods = [m for m in cfg.methods if m != "random"]
+    control = variant_name("random", replacement, primary)
+    outcomes = {}
+    for method in (m for m in cfg.methods if m != "random"):
+        variant = variant_name(method, replacement, primary)
+        for f in cfg.claim_fractions:
+            metric = frac_metric(PREFIX, f)
+            outcomes[f"{method}@{pct(f)}"] = paired_difference(
+                per_seed(results, metric, dataset, variant), per_seed(results, metric, dataset, control),
+                cfg.claim_z)
+    return outcomes
 
-    def check(results: Results):
-        outcomes = {}
-        control = variant_name("random", replacement, primary)
-        for method in methods:
-            variant = variant_name(method, replacement, primary)
-            for f in cfg.claim_fractions:
-                metric = frac_metric(PREFIX, f)
-                outcomes[f"{method}@{pct(f)}"] = paired_difference(
-                    per_seed(results, metric, dataset, variant), per_seed(results, metric, dataset, control),
-                    cfg.claim_z)
-        if "random" not in cfg.methods or not methods:
-            return Verdict("inconclusive", "claim 1 needs the Random control and at least one method")
-        # claim 1: the important features are the faithful ones, i.e. their latent shift is the better one
-        return combine(outcomes, claim="latent shift (method - Random)", want=1 if higher_is_better(PREFIX) else -1)
+
+def _claim1_verdict(results: Results, cfg: FeatureConsistencyConfig, fs: FeatureSet, replacement: str) -> Verdict:
+    if "random" not in cfg.methods or not [m for m in cfg.methods if m != "random"]:
+        return Verdict("inconclusive", "claim 1 needs the Random control and at least one method")
+    # claim 1: the important features are the faithful ones, i.e. their latent shift is the better one
+    return combine(_claim1_outcomes(results, cfg, fs, replacement), claim="latent shift (method - Random)",
+                   want=1 if higher_is_better(PREFIX) else -1)
+
+
+def _claim1_check(cfg: FeatureConsistencyConfig, fs: FeatureSet, replacement: str):
+    return lambda results: _claim1_verdict(results, cfg, fs, replacement)
+
+
+def _robustness_check(cfg: FeatureConsistencyConfig, fs: FeatureSet):
+    """Claim 1 re-decided under every replacement; metric-fragile when the verdicts differ."""
+
+    def check(results: Results) -> Verdict:
+        verdicts = {r: _claim1_verdict(results, cfg, fs, r) for r in fs.replacements}
+        want = 1 if higher_is_better(PREFIX) else -1          # + = the claimed direction
+        signs: dict[str, dict[str, int | None]] = {}
+        for r in fs.replacements:
+            for label, d in _claim1_outcomes(results, cfg, fs, r).items():
+                signs.setdefault(label, {})[r] = None if d.n < 2 else d.sign * want
+        return metric_robustness(verdicts, "claim 1 (method - Random latent shift)", signs)
 
     return check

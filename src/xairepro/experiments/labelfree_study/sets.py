@@ -13,14 +13,16 @@ from xairepro.errors import ConfigError
 from xairepro.experiments.labelfree_study.common import ModelSetup
 
 __all__ = [
-    "FeatureSet", "REPLACEMENTS", "PREFIX", "variant_name",
+    "FeatureSet", "REPLACEMENTS", "BASELINES", "PREFIX", "variant_name",
     "ExampleSet", "LissaSettings", "EXAMPLE_METHODS", "LOSS_BASED", "MOST", "LEAST",
     "PretextSet", "PERTURBATIONS", "task_setup",
     "VaeSet", "VAE_TYPES", "vae_setup",
 ]
 
 # ------------------------------------------------------------------ feature consistency (Figure 1)
-REPLACEMENTS = ("zeros", "mean", "blur")
+REPLACEMENTS = ("zeros", "mean", "blur", "road")
+#: Attribution baselines (``road`` imputes from the kept features: a removal, not a baseline).
+BASELINES = ("zeros", "mean", "blur")
 #: Record name prefix: ``latent_shift@5%``.
 PREFIX = "latent_shift"
 
@@ -45,8 +47,8 @@ class FeatureSet:
         if not self.replacements or bad or len(set(self.replacements)) != len(self.replacements):
             raise ConfigError(f"{key}.replacements must be distinct values of {', '.join(REPLACEMENTS)}; "
                               f"got {self.replacements}")
-        if self.baseline not in REPLACEMENTS:
-            raise ConfigError(f"{key}.baseline must be one of {', '.join(REPLACEMENTS)}; got {self.baseline!r}")
+        if self.baseline not in BASELINES:
+            raise ConfigError(f"{key}.baseline must be one of {', '.join(BASELINES)}; got {self.baseline!r}")
         if self.n_test is not None and self.n_test < 1:
             raise ConfigError(f"{key}.n_test must be >= 1 or null, got {self.n_test}")
 

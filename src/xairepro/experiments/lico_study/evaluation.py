@@ -1,4 +1,5 @@
-"""Saliency evaluation of the study's trained models: insertion/deletion (Tables 1, 4, 6) and soft IoU (Table 5).
+"""Saliency evaluation of the study's trained models: insertion/deletion (Tables 1, 4, 6) and soft IoU (Table 5),
+and, not in the study, the retrain-free faithfulness metrics of the same maps (issue 15's verdict robustness).
 
 Scores are cached next to the models (``ctx.models``) under a key made of the model's key and every
 evaluation setting, so two experiments scoring the same model the same way (Tables 4 and 6 share the
@@ -22,7 +23,9 @@ from xairepro.errors import ConfigError
 from xairepro.experiments.lico_study.sets import StudySet
 from xairepro.experiments.lico_study.trained_models import StudyModel, load_images
 from xairepro.explain.rise import CELL_SIZE, N_MASKS, P1
-from xairepro.metrics import PROTOCOL_PRESETS, InsertionDeletionProtocol, soft_iou
+from xairepro.metrics import (
+    FAITHFULNESS_METRICS, PROTOCOL_PRESETS, FaithfulnessSuite, InsertionDeletionProtocol, retrain_free_scores, soft_iou,
+)
 from xairepro.saliency import evaluate_saliency
 from xairepro.utils import atomic_torch_save, atomic_write_text, report_progress
 
@@ -51,6 +54,9 @@ class SaliencySettings:
     ``lico-fact``, ``pixels_per_step = None`` keeps its 10 px steps up to 32 x 32 images and scales the
     step with the image area above (10 px per 1,024 px: 250 px at 160 px), so larger images keep ~103
     steps.  ``rise_*`` are RISE's settings (SPEC 5 defaults: 4,000 masks, 8 x 8 grid, p1 = 0.1).
+    ``faithfulness``: retrain-free metrics (``metrics.FAITHFULNESS_METRICS`` names) scored on the maps
+    the first protocol scores, for the first ``faithfulness_images`` explained images (ROAD's linear
+    systems run on the CPU); none by default.
     """
 
     methods: list[str] = field(default_factory=lambda: list(METHOD_LABELS))
@@ -62,6 +68,8 @@ class SaliencySettings:
     rise_p1: float = P1
     batch_size: int | None = None
     n_examples: int = 4
+    faithfulness: list[str] = field(default_factory=list)
+    faithfulness_images: int = 100
 
     def validate(self) -> None:
         for key, values, allowed in (("methods", self.methods, METHOD_LABELS),
@@ -73,6 +81,12 @@ class SaliencySettings:
                 raise ConfigError(f"saliency.{key} must be >= 1, got {getattr(self, key)}")
         if self.n_examples < 0:
             raise ConfigError(f"saliency.n_examples must be >= 0, got {self.n_examples}")
+        bad = [m for m in self.faithfulness if m not in FAITHFULNESS_METRICS]
+        if bad or len(set(self.faithfulness)) != len(self.faithfulness):
+            raise ConfigError(f"saliency.faithfulness must be distinct names of {', '.join(FAITHFULNESS_METRICS)}; "
+                              f"got {self.faithfulness}")
+        if self.faithfulness_images < 1:
+            raise ConfigError(f"saliency.faithfulness_images must be >= 1, got {self.faithfulness_images}")
 
 
 def insdel_metric(method: str, score: str, protocol: str, primary: str) -> str:
@@ -138,6 +152,14 @@ def saliency_scores(ctx: Any, trained: StudyModel, spec: StudySet, seed: int,
                           "overall": _mean(insertion - deletion)}
                 for score, value in values.items():
                     scores[insdel_metric(method, score, name, primary)] = 100 * value
+        if settings.faithfulness:      # the maps the primary protocol scores, the class they explain
+            target = protocols[primary].target
+            n = min(settings.faithfulness_images, x.shape[0])
+            for method, maps in ev.maps.items():
+                extra = retrain_free_scores(model, x[:n], maps[target][:n], ev.classes(target)[:n],
+                                            settings.faithfulness, FaithfulnessSuite(seed=seed),
+                                            batch_size=settings.batch_size)
+                scores.update({f"{method}.{score}": _mean(v.cpu()) for score, v in extra.items()})
         k = settings.n_examples
         examples = {m: maps[protocols[primary].target][:k].cpu() for m, maps in ev.maps.items()}
         atomic_torch_save({"images": x[:k].cpu(), "labels": y[:k].cpu(), "predictions": ev.predictions[:k].cpu(),

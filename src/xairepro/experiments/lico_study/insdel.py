@@ -26,16 +26,20 @@ from xairepro.experiments.lico_study.evaluation import (
     study_protocol,
 )
 from xairepro.experiments.lico_study.references import Published, insdel_published
+from xairepro.experiments.lico_study.robustness import interpretability_robustness_claim
 from xairepro.experiments.lico_study.sets import VARIANT_LABELS, StudySet, get_study_set
 from xairepro.experiments.lico_study.trained_models import StudyModel
 from xairepro.experiments.lico_study.stats import advantage, consistently, guarded
 from xairepro.metrics import HIGHER_IS_BETTER, higher_is_better
+from xairepro.metrics.faithfulness import OUTPUTS
 
 __all__ = ["InsDelConfig", "LicoInsDelExperiment", "QUICK_SALIENCY", "insdel_metrics", "insdel_tables",
            "interpretability_claim", "examples_figure"]
 
 #: The quick preset's explanations: 16 test images per model, 200 RISE masks.
 QUICK_SALIENCY: dict[str, Any] = {"n_images": 16, "rise_masks": 200}
+#: Retrain-free metrics re-scoring the same maps for the verdict-robustness claim (not in the study).
+ROBUSTNESS_FAITHFULNESS: list[str] = ["road", "pixel-flipping", "faithfulness-correlation"]
 
 
 @dataclass
@@ -61,6 +65,14 @@ def insdel_metrics(methods: tuple[str, ...] = tuple(METHOD_LABELS),
                 out[insdel_metric(method, score, proto, protocols[0])] = MetricSpec(
                     f"{METHOD_LABELS[method]} {score} (AUC %, {proto})", higher_is_better=HIGHER_IS_BETTER[score])
     return out
+
+
+def faithfulness_metrics(methods: tuple[str, ...] = tuple(METHOD_LABELS),
+                         names: tuple[str, ...] = tuple(ROBUSTNESS_FAITHFULNESS)) -> dict[str, MetricSpec]:
+    """Metric specs of the retrain-free scores of the primary protocol's maps: ``gradcam.road_morf`` ..."""
+    return {f"{m}.{score}": MetricSpec(f"{METHOD_LABELS[m]} {score.replace('_', ' ')} (same maps; not in the study)",
+                                       higher_is_better(score))
+            for m in methods for name in names for score in OUTPUTS[name]}
 
 
 def insdel_tables(methods: tuple[str, ...] = tuple(METHOD_LABELS), protocols: tuple[str, ...] = STUDY_PROTOCOLS,
@@ -127,14 +139,18 @@ class LicoInsDelExperiment(StudyExperiment):
     reproduces = "seed 000, Tables 1 and 4"
     config_class = InsDelConfig
     presets = {
-        "quick": {**QUICK_COMMON, "datasets": ["shapes-k4", "shapes-k12"], "saliency": QUICK_SALIENCY},
-        "paper": {},
+        "quick": {**QUICK_COMMON, "datasets": ["shapes-k4", "shapes-k12"],
+                  "saliency": {**QUICK_SALIENCY, "faithfulness": ROBUSTNESS_FAITHFULNESS}},
+        "paper": {"saliency": {"faithfulness": ROBUSTNESS_FAITHFULNESS}},
     }
-    metrics = {**insdel_metrics(),
+    metrics = {**insdel_metrics(), **faithfulness_metrics(),
                "explained_accuracy": MetricSpec("accuracy on the explained images (%)", HIGHER_IS_BETTER["accuracy"]),
                "accuracy": MetricSpec("test accuracy of the explained model (%, full test split)",
                                       higher_is_better("accuracy"))}
     tables = (*insdel_tables(source="seed 000, Tables 1 and 4"),
+              TableSpec("Retrain-free faithfulness of the same maps (lico-fact's maps of the label class): ROAD "
+                        "MoRF / LeRF, pixel flipping, faithfulness correlation", tuple(faithfulness_metrics()),
+                        "not in the study (xairepro issue 15: verdict robustness)"),
               TableSpec("Test accuracy (%) of the explained models (full test split)", ("accuracy",)))
 
     def published(self) -> list[Published]:
@@ -148,8 +164,12 @@ class LicoInsDelExperiment(StudyExperiment):
         return [cell.record("accuracy", model.accuracy)] + insdel_records(cell, ctx, model)
 
     def claims(self, cfg: InsDelConfig) -> list[Claim]:
-        return [interpretability_claim(list(cfg.datasets), list(cfg.saliency.methods), cfg.significance,
-                                       {s.key: s.num_classes for s in cfg.sets()}, cfg.min_skill)]
+        args = (list(cfg.datasets), list(cfg.saliency.methods), cfg.significance,
+                {s.key: s.num_classes for s in cfg.sets()}, cfg.min_skill)
+        out = [interpretability_claim(*args)]
+        if cfg.saliency.faithfulness:
+            out.append(interpretability_robustness_claim(*args))
+        return out
 
     def figures(self, results: Results, out_dir: Path) -> list[Figure]:
         return overall_figures(results, out_dir, "Overall (AUC points)", "seed 000, Tables 1 and 4") + \

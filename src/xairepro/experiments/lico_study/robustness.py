@@ -1,0 +1,83 @@
+"""Verdict robustness of the LICO study's interpretability claim (issue 15; not in the study).
+
+Claim 1 ("LICO consistently improves interpretability") is decided on insertion - deletion (Overall,
+lico-fact).  The same maps scored by retrain-free metrics -- ROAD MoRF and LeRF, pixel flipping (MoRF
+AUC), faithfulness correlation -- re-decide it with the same rule (``stats.consistently`` over every
+data set x saliency method, a difference counting beyond ``z`` standard errors, the chance guard), each
+difference oriented by the metric's direction (``stats.advantage``), so "+" is always "LICO more faithful".  Each comparison's row
+also shows the sign the study published for it (Tables 1 and 4: LICO - baseline Overall).  Metrics
+without any record are left out, so the claim only compares what was scored.
+
+Records it reads: ``{method}.overall`` and ``{method}.{road_morf, road_lerf, pixel_flipping,
+faithfulness_correlation}`` of the variants ``baseline`` and ``lico``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from xairepro.errors import UsageError
+from xairepro.experiments.base import Claim, Results, Verdict
+from xairepro.experiments.lico_study.evaluation import METHOD_LABELS
+from xairepro.experiments.lico_study.references import TABLE4_INSDEL
+from xairepro.experiments.lico_study.sets import get_study_set
+from xairepro.experiments.lico_study.stats import advantage, consistently, guarded
+from xairepro.experiments.robustness import FRAGILE, metric_robustness, sign_symbol
+
+__all__ = ["ROBUSTNESS_METRICS", "interpretability_robustness_claim", "published_sign"]
+
+#: (record suffix, label) of every metric the claim is re-decided under, the study's first; their directions
+#: are ``metrics.HIGHER_IS_BETTER``'s.
+ROBUSTNESS_METRICS: tuple[tuple[str, str], ...] = (
+    ("overall", "insertion-deletion"),
+    ("road_morf", "ROAD MoRF"),
+    ("road_lerf", "ROAD LeRF"),
+    ("pixel_flipping", "pixel flipping"),
+    ("faithfulness_correlation", "faithfulness correlation"),
+)
+
+
+def published_sign(dataset: str, method: str) -> int | None:
+    """Sign of the published LICO - baseline Overall for the data set (or the one it stands in for)."""
+    try:
+        published = get_study_set(dataset).published
+    except UsageError:            # not a study set: look the key up as it is
+        published = dataset
+    lico = TABLE4_INSDEL.get((published, "lico", f"{method}.overall"))
+    base = TABLE4_INSDEL.get((published, "baseline", f"{method}.overall"))
+    if lico is None or base is None:
+        return None
+    return (lico > base) - (lico < base)
+
+
+def interpretability_robustness_claim(keys: Sequence[str], methods: Sequence[str], z: float,
+                                      classes: Mapping[str, int] | None = None, min_skill: float = 0.0,
+                                      metrics: Sequence[tuple[str, str]] = ROBUSTNESS_METRICS) -> Claim:
+    """The claim: claim 1's verdict is the same under every recorded faithfulness metric."""
+
+    def check(results: Results) -> Verdict:
+        recorded = set(results.frame["metric"]) if len(results) else set()
+        verdicts: dict[str, Verdict] = {}
+        signs: dict[str, dict[str, int | None]] = {}
+        for suffix, label in metrics:
+            if not any(f"{m}.{suffix}" in recorded for m in methods):
+                continue
+            effects = {}
+            for key in keys:
+                for method in methods:
+                    e = advantage(results, f"{method}.{suffix}", key, "lico", "baseline")
+                    name = f"{key} {METHOD_LABELS.get(method, method)}"
+                    effects[name] = e
+                    row = f"{name} (published {sign_symbol(published_sign(key, method))})"
+                    signs.setdefault(row, {})[label] = e.direction(z)
+            verdicts[label] = guarded(consistently(effects, z, f"LICO - baseline, {label}"), results,
+                                      classes or {}, ("baseline", "lico"), min_skill)
+        if len(verdicts) < 2:
+            return Verdict("inconclusive", f"fewer than two faithfulness metrics recorded "
+                           f"({', '.join(verdicts) or 'none'}): nothing to compare")
+        return metric_robustness(verdicts, "claim 1 (LICO - baseline, + = LICO more faithful)", signs)
+
+    return Claim("claim-1-interpretability-metric-robustness",
+                 "Verdict robustness of the paper's claim 1: LICO vs baseline decided under insertion/deletion, "
+                 f"ROAD (MoRF, LeRF), pixel flipping and faithfulness correlation on the same maps; a verdict that "
+                 f"changes with the metric is {FRAGILE}", check, "not in the study (xairepro issue 15)")
