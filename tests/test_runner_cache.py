@@ -157,7 +157,8 @@ sys.exit(main(sys.argv[1:]))
 
 def test_kill_9_then_rerun_gives_exactly_the_uninterrupted_results(toy: ToyExperiment, tmp_path: Path,
                                                                   capsys: pytest.CaptureFixture[str]) -> None:
-    args = ["reproduce", "toy", "--preset", "quick", "--no-progress", "--set", "delay=0.3", "--set", "offset_a=0.25"]
+    args = ["reproduce", "toy", "--preset", "quick", "--no-progress", "--workers", "1", "--set", "delay=0.3",
+            "--set", "offset_a=0.25"]
     script = _SCRIPT.format(tests=str(TESTS))
     env = {**os.environ, "PYTHONPATH": str(SRC)}
     killed = tmp_path / "killed"

@@ -55,6 +55,9 @@ def register(app: typer.Typer) -> None:
         out: Path = typer.Option(..., "--out", help="Output folder (created; reused to resume a run)."),
         data_dir: Path = typer.Option(None, "--data-dir", help="Folder holding the real data sets."),
         executor: str = typer.Option("local", "--executor", help="local (in-process) or ray."),
+        workers: int = typer.Option(None, "--workers", min=1, help="Cells computed at once by the local "
+                                    "executor, each in its own process (default: as many as the CPU cores "
+                                    "hold; 1 for GPU cells on a GPU machine). The numbers do not depend on it."),
         address: str = typer.Option(None, "--address", help="Ray cluster to join: auto, HOST:PORT or ray://HOST:PORT (default: start a local Ray)."),
         overrides: list[str] = typer.Option([], "--set", metavar="KEY=VALUE",
                                             help="Config override, for every experiment (key=v) or one "
@@ -71,7 +74,7 @@ def register(app: typer.Typer) -> None:
 
         written: list[Path] = []  # the report is rendered while the run still holds the folder's lock
         summary = reproduce(studies or [], preset=preset, out_dir=out, data_dir=data_dir, executor=executor,
-                            address=address, overrides=overrides or [], force=force, download=download,
+                            address=address, workers=workers, overrides=overrides or [], force=force, download=download,
                             show_progress=progress, finish=lambda folder: written.extend(render_report(folder)))
         html = written[-1]
         print_results(summary.out_dir)

@@ -8,13 +8,16 @@ executor (and whichever worker process) ran it.
 from __future__ import annotations
 
 import datetime as _dt
+import multiprocessing
 import os
+import queue
 import re
 import socket
 import sys
 import time
 import traceback
 from collections.abc import Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -25,7 +28,7 @@ from xairepro.errors import UsageError
 from xairepro.experiments.base import Cell, Context, Experiment, Record
 from xairepro.runner.model_cache import ModelCache
 from xairepro.runner.store import CellOutcome
-from xairepro.utils import report_task, seed_everything
+from xairepro.utils import progress_listener, report_idle, report_progress, report_task, seed_everything
 
 __all__ = ["Job", "Executor", "LocalExecutor", "RayExecutor", "execute_cell", "make_executor", "reservation",
            "EXECUTORS"]
@@ -114,16 +117,114 @@ class Executor(Protocol):
 
 
 class LocalExecutor:
-    """Cells one after the other in this process."""
+    """Cells on this machine: one after the other in this process (``workers=1``), or spread over
+    ``workers`` worker processes (started with ``spawn``), each computing one cell at a time.
+
+    A cell gives the same numbers in either case (:func:`execute_cell` seeds every generator and sets the
+    thread count per cell); cells that need the same trained model wait for each other on the model
+    cache's lock.  Worker processes relay their progress reports to this process.
+    """
 
     name = "local"
+
+    def __init__(self, workers: int = 1) -> None:
+        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+            raise UsageError(f"workers must be a whole number >= 1, got {workers!r}")
+        self.workers = workers
 
     def preflight(self) -> None:
         return None
 
     def run(self, jobs: Sequence[Job]) -> Iterator[CellOutcome]:
-        for job in jobs:
-            yield execute_cell(job)
+        if self.workers == 1 or len(jobs) <= 1:
+            for job in jobs:
+                yield execute_cell(job)
+            return
+        yield from _run_in_workers(jobs, min(self.workers, len(jobs)))
+
+
+_EVENTS: Any = None   # in a worker process: the queue its progress reports go to
+_RELAYING: Any = None  # ... and the open listener context (kept referenced for the worker's whole life)
+
+
+class _Relay:
+    """A worker's progress listener: every report goes to the parent through the queue, tagged by PID."""
+
+    def task(self, label: str) -> None:
+        _EVENTS.put(("task", os.getpid(), (label,)))
+
+    def step(self, what: str, done: int, total: int) -> None:
+        _EVENTS.put(("step", os.getpid(), (what, done, total)))
+
+
+def _die_with_parent() -> None:
+    """Linux: the kernel kills this worker when the process that started it dies (a ``kill -9`` of
+    ``xairepro reproduce`` must not leave workers computing cells that a rerun computes again)."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import signal
+
+    parent = os.getppid()
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG = 1
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # the parent died before the request took effect
+        os._exit(1)
+
+
+def _start_worker(events: Any) -> None:
+    global _EVENTS, _RELAYING
+    _die_with_parent()
+    _EVENTS = events
+    _RELAYING = progress_listener(_Relay())
+    _RELAYING.__enter__()
+
+
+def _execute_in_worker(job: Job) -> CellOutcome:
+    try:
+        return execute_cell(job)
+    finally:
+        _EVENTS.put(("idle", os.getpid(), ()))
+
+
+def _relay(events: Any) -> None:
+    """Hand the reports queued by the workers to this process's listeners (the progress display)."""
+    while True:
+        try:
+            kind, worker, args = events.get_nowait()
+        except queue.Empty:
+            return
+        if kind == "task":
+            report_task(*args, worker=worker)
+        elif kind == "step":
+            report_progress(*args, worker=worker)
+        else:
+            report_idle(worker)
+
+
+def _run_in_workers(jobs: Sequence[Job], workers: int) -> Iterator[CellOutcome]:
+    context = multiprocessing.get_context("spawn")   # no fork of a process whose torch threads are running
+    events = context.Queue()
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_start_worker,
+                               initargs=(events,))
+    pending = {pool.submit(_execute_in_worker, job): job for job in jobs}
+    try:
+        while pending:
+            done, _ = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
+            _relay(events)
+            for future in done:
+                job = pending.pop(future)
+                try:
+                    yield future.result()
+                except Exception as exc:  # noqa: BLE001 - the worker itself died (killed, out of memory)
+                    yield CellOutcome(job.cell.key, job.cell.label, [], 0.0, "",
+                                      error=f"worker process failed: {type(exc).__name__}: {exc}",
+                                      traceback=traceback.format_exc(), status="failed")
+        _relay(events)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)   # interrupted: queued cells never start
 
 
 def _ship_by_value(experiments: Sequence[Experiment]) -> None:
@@ -253,16 +354,19 @@ def probe_endpoint(address: str, endpoint: tuple[str, int], timeout: float) -> N
                          "running there, and the port open?)") from None
 
 
-def make_executor(kind: str, address: str | None = None) -> LocalExecutor | RayExecutor:
-    """``"local"`` or ``"ray"``; ``UsageError`` for another name, or for Ray when it is not installed."""
+def make_executor(kind: str, address: str | None = None, *, workers: int = 1) -> LocalExecutor | RayExecutor:
+    """``"local"`` (``workers`` processes) or ``"ray"``; ``UsageError`` for another name, or for Ray when it is
+    not installed."""
+    if kind not in EXECUTORS:
+        raise UsageError(f"unknown executor {kind!r} (executors: {', '.join(EXECUTORS)})")
     if kind == "local":
         if address:
             raise UsageError("--address only applies to --executor ray")
-        return LocalExecutor()
-    if kind == "ray":
-        try:
-            import ray  # noqa: F401
-        except ImportError:
-            raise UsageError("--executor ray needs ray: pip install 'xairepro[distributed]'") from None
-        return RayExecutor(address)
-    raise UsageError(f"unknown executor {kind!r} (executors: {', '.join(EXECUTORS)})")
+        return LocalExecutor(workers)
+    if workers != 1:
+        raise UsageError("--workers only applies to --executor local (Ray places cells by their CPUs)")
+    try:
+        import ray  # noqa: F401
+    except ImportError:
+        raise UsageError("--executor ray needs ray: pip install 'xairepro[distributed]'") from None
+    return RayExecutor(address)

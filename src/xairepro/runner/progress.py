@@ -1,5 +1,6 @@
 """A rich progress display over cells: done / cached / failed counts and an ETA over computed cells, and
-below it the running cell with its own progress (training batches of each epoch, images explained)."""
+below it the running cell(s) with their own progress (training batches of each epoch, images explained):
+one line for an in-process run, one per worker process when the local executor runs cells in parallel."""
 
 from __future__ import annotations
 
@@ -20,8 +21,8 @@ class CellProgress:
 
     The bar counts the cells to compute (cached ones are shown apart so they do not skew the ETA).  While
     it is open it listens to :func:`xairepro.utils.report_task` / ``report_progress`` of this process
-    (cells run in-process by the local executor): a second line names the running cell and shows how
-    far its current step is.
+    (cells run in-process by the local executor, or reports relayed from its worker processes): a line per
+    running cell names it and shows how far its current step is.
     """
 
     def __init__(self, to_compute: int, cached: int, *, enabled: bool = True,
@@ -37,7 +38,7 @@ class CellProgress:
             console=self.console, disable=not enabled, transient=False,
         )
         self._task = self._progress.add_task("cells", total=to_compute, info=self._counts())
-        self._cell = self._progress.add_task("", total=None, info="", visible=False)
+        self._cells: dict[int | None, int] = {}   # worker (None: this process) -> its line
         self._listening = progress_listener(self)
 
     def _counts(self) -> str:
@@ -51,16 +52,26 @@ class CellProgress:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self._listening.__exit__(exc_type, exc, tb)
-        self._progress.update(self._cell, visible=False)
+        for line in self._cells.values():
+            self._progress.update(line, visible=False)
         self._progress.stop()
 
-    def task(self, label: str) -> None:
-        """A cell starts: name it on the second line (its progress comes with ``step``)."""
-        self._progress.reset(self._cell, total=None, description=f"  {escape(label)}", info="starting",
+    def _line(self, worker: int | None) -> int:
+        if worker not in self._cells:
+            self._cells[worker] = self._progress.add_task("", total=None, info="", visible=False)
+        return self._cells[worker]
+
+    def task(self, label: str, *, worker: int | None = None) -> None:
+        """A cell starts: name it on its line (its progress comes with ``step``)."""
+        self._progress.reset(self._line(worker), total=None, description=f"  {escape(label)}", info="starting",
                              visible=True)
 
-    def step(self, what: str, done: int, total: int) -> None:
-        self._progress.update(self._cell, completed=done, total=total, info=escape(what))
+    def step(self, what: str, done: int, total: int, *, worker: int | None = None) -> None:
+        self._progress.update(self._line(worker), completed=done, total=total, info=escape(what))
+
+    def idle(self, worker: int) -> None:
+        """Worker ``worker`` finished its cell: hide its line until it starts the next."""
+        self._progress.update(self._line(worker), visible=False)
 
     def advance(self, outcome: CellOutcome) -> None:
         if outcome.ok:
@@ -70,4 +81,5 @@ class CellProgress:
             if self.enabled:
                 self._progress.console.print(f"[red]failed[/red] {escape(outcome.label)}: {escape(outcome.error or '')}")
         self._progress.update(self._task, advance=1, info=self._counts())
-        self._progress.update(self._cell, visible=False)
+        if None in self._cells:
+            self._progress.update(self._cells[None], visible=False)

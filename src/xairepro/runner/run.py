@@ -31,7 +31,7 @@ from xairepro.runner.progress import CellProgress
 from xairepro.runner.provenance import build_provenance
 from xairepro.runner.store import MANIFEST, CellOutcome, CellStore, check_output_folder, write_json
 
-__all__ = ["RunSummary", "reproduce", "split_overrides", "check_data_dir"]
+__all__ = ["RunSummary", "reproduce", "auto_workers", "split_overrides", "check_data_dir"]
 
 
 @dataclass
@@ -133,6 +133,23 @@ def _plan(experiments: Sequence[Experiment], preset: str,
     return configs, cells
 
 
+def auto_workers(cells: Sequence[Cell]) -> int:
+    """Worker processes for the local executor: as many cells at once as this machine's CPU cores hold
+    (each cell takes ``num_cpus`` threads); 1 when cells want a GPU and there is one (they would share it)."""
+    if not cells:
+        return 1
+    if any(c.num_gpus > 0 for c in cells):
+        import torch  # lazy: only GPU cells need the question asked
+
+        if torch.cuda.is_available():
+            return 1
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, cores // max(1, max(int(c.num_cpus) for c in cells)))
+
+
 def reproduce(
     studies: Sequence[str] = (),
     *,
@@ -141,6 +158,7 @@ def reproduce(
     data_dir: str | os.PathLike[str] | None = None,
     executor: str | LocalExecutor | RayExecutor = "local",
     address: str | None = None,
+    workers: int | None = 1,
     overrides: Sequence[str] = (),
     force: bool = False,
     download: bool = False,
@@ -153,6 +171,8 @@ def reproduce(
     ``download=True`` lets experiments fetch missing real data sets (never implied; the data are the same
     either way, so it is not part of any cell's key).  Writes ``run.json``, ``cells/``, ``results.csv``, ``summary.csv``, ``claims.json``, ``figures.json``,
     ``figures/`` and ``provenance.json``.  Returns a :class:`RunSummary`; failing cells do not stop the run.
+    ``workers``: cells the local executor computes at once, each in its own process (``None``: as many as
+    the CPU cores hold, :func:`auto_workers`; the CLI's default).  The numbers do not depend on it.
     The folder is locked for the run (:func:`~xairepro.runner.lock.folder_lock`): a second run into it is
     refused at once.  ``finish(out_dir)`` runs before the lock is released (the CLI renders the report).
     """
@@ -164,7 +184,12 @@ def reproduce(
     data_path = check_data_dir(data_dir)
     out = Path(out_dir).expanduser()
     check_output_folder(out, [e.name for e in experiments], preset)
-    runner = make_executor(executor, address) if isinstance(executor, str) else executor
+    if isinstance(executor, str):
+        if workers is None:
+            workers = auto_workers([c for grid in cells.values() for c in grid]) if executor == "local" else 1
+        runner = make_executor(executor, address, workers=workers)
+    else:
+        runner = executor
     runner.preflight()  # e.g. an unreachable Ray head: one error now, nothing written
     # 2. one run per folder: a second run into it is refused (its PID named) until this one is done
     out.mkdir(parents=True, exist_ok=True)
@@ -209,6 +234,8 @@ def reproduce(
                     failures.append(outcome)
                 outcomes[outcome.key] = outcome
                 bar.advance(outcome)
+        order = {job.cell.key: i for i, job in enumerate(jobs)}
+        failures.sort(key=lambda f: order[f.key])  # grid order, whichever worker finished first
         # 4. the run's tables, claims, figures, provenance
         finished = [r for grid in cells.values() for c in grid
                     if c.key in outcomes and outcomes[c.key].ok for r in outcomes[c.key].records]
@@ -229,7 +256,8 @@ def reproduce(
         write_json(out / "claims.json", claims)
         write_json(out / "figures.json", figures)
         wall = time.perf_counter() - t0
-        run_info = {"preset": preset, "executor": runner.name, "address": address, "force": force,
+        run_info = {"preset": preset, "executor": runner.name, "address": address,
+                    "workers": getattr(runner, "workers", None), "force": force,
                     "download": download,
                     "overrides": list(overrides), "data_dir": None if data_path is None else str(data_path),
                     "started": started, "finished": _now(), "wall_time_s": round(wall, 3),

@@ -18,6 +18,9 @@ __all__ = [
 ]
 
 from xairepro.utils.model_state import preserved_state, model_device  # noqa: E402
-from xairepro.utils.progress import progress, progress_listener, report_progress, report_task  # noqa: E402
+from xairepro.utils.progress import (  # noqa: E402
+    progress, progress_listener, report_idle, report_progress, report_task,
+)
 
-__all__ += ["preserved_state", "model_device", "progress", "progress_listener", "report_progress", "report_task"]
+__all__ += ["preserved_state", "model_device", "progress", "progress_listener", "report_progress", "report_task",
+            "report_idle"]

@@ -14,7 +14,7 @@ from typing import Protocol, TypeVar
 
 T = TypeVar("T")
 
-__all__ = ["progress", "ProgressListener", "progress_listener", "report_task", "report_progress"]
+__all__ = ["progress", "ProgressListener", "progress_listener", "report_task", "report_progress", "report_idle"]
 
 
 def progress(iterable: Iterable[T], *, enabled: bool = False, total: int | None = None,
@@ -48,13 +48,28 @@ def progress_listener(listener: ProgressListener) -> Iterator[ProgressListener]:
         _LISTENERS.remove(listener)
 
 
-def report_task(label: str) -> None:
-    """Announce that the unit of work ``label`` starts."""
+def _send(method: str, *args: object, worker: int | None) -> None:
+    # ``worker``: which worker process a relayed report comes from; only listeners that show several
+    # units of work at once (they take ``worker=``) receive relayed reports.
     for listener in tuple(_LISTENERS):
-        listener.task(label)
+        if worker is None:
+            getattr(listener, method)(*args)
+        elif hasattr(listener, "idle"):
+            getattr(listener, method)(*args, worker=worker)
 
 
-def report_progress(what: str, done: int, total: int) -> None:
+def report_task(label: str, *, worker: int | None = None) -> None:
+    """Announce that the unit of work ``label`` starts (in worker process ``worker``, when relayed)."""
+    _send("task", label, worker=worker)
+
+
+def report_progress(what: str, done: int, total: int, *, worker: int | None = None) -> None:
     """Report that ``done`` of ``total`` parts of ``what`` are finished."""
+    _send("step", what, done, total, worker=worker)
+
+
+def report_idle(worker: int) -> None:
+    """Worker process ``worker`` finished its unit of work (relayed reports only)."""
     for listener in tuple(_LISTENERS):
-        listener.step(what, done, total)
+        if hasattr(listener, "idle"):
+            listener.idle(worker)
