@@ -11,6 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from xairepro.errors import UsageError
+from xairepro.explain.examples import inputs_of
 from xairepro.utils import model_device, preserved_state
 
 #: Examples per encoder forward.
@@ -63,6 +64,8 @@ class DKNN:
         self.batch_size = batch_size
 
     def attribute(self, x_test: Tensor, x_train: Tensor) -> Tensor:
+        """Scores (n_test, n_train); a tuple (inputs, targets, ...) is explained by its inputs."""
+        x_test, x_train = inputs_of(x_test), inputs_of(x_train)
         check_examples(x_test, "x_test")
         check_examples(x_train, "x_train")
         h_test = latent_representations(self.encoder, x_test, self.batch_size)

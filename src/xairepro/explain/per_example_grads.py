@@ -4,6 +4,8 @@
     G[n] = d loss_fn(model, x[n:n+1])[0] / d theta,  theta = the chosen parameters, flattened in order
 
 ``loss_fn(model, x) -> (B,)`` returns one loss per example (for an autoencoder: its reconstruction loss).
+Supervised losses take the examples as a tuple, ``loss_fn(model, (x, y))``: pass ``inputs=(x, y)``
+(see ``xairepro.explain.examples``); every tensor of the tuple is split by example alike.
 Gradients are taken with respect to the chosen parameters only (the encoder's, by convention), in eval
 mode (BatchNorm statistics and dropout untouched), through ``vmap(grad(...))``.  Where ``vmap`` cannot
 batch the model (data-dependent control flow, random ops, some fused kernels such as cuDNN LSTM), a
@@ -12,7 +14,6 @@ chunked fallback runs one forward per chunk and takes the chunk's Jacobian with 
 
 from __future__ import annotations
 
-import math
 import warnings
 from collections.abc import Callable, Iterable, Mapping
 from typing import Literal
@@ -22,9 +23,11 @@ from torch import Tensor, nn
 from torch.func import functional_call, grad, vmap
 
 from xairepro.errors import UsageError
-from xairepro.utils import make_generator, model_device, preserved_state, progress
+from xairepro.explain.examples import Examples, check_examples, count, device_of, take, to_device
+from xairepro.explain.projection import ProjectionKind, Projector
+from xairepro.utils import model_device, preserved_state, progress
 
-LossFn = Callable[[nn.Module, Tensor], Tensor]
+LossFn = Callable[[nn.Module, Examples], Tensor]
 ParamsArg = nn.Module | Iterable[nn.Parameter] | Iterable[str] | None
 Strategy = Literal["auto", "vmap", "chunked"]
 
@@ -111,15 +114,12 @@ class LabelFreeLoss:
     def point(self) -> dict[str, Tensor]:
         return {n: self.values[n] for n in self.names}
 
-    def losses(self, chosen: Mapping[str, Tensor], x: Tensor) -> Tensor:
+    def losses(self, chosen: Mapping[str, Tensor], x: Examples) -> Tensor:
         """Per-example losses (B,) with the chosen parameters set to ``chosen``."""
         merged = {f"model.{k}": v for k, v in self.values.items()}
         merged.update({f"model.{k}": v for k, v in chosen.items()})
         out = functional_call(self._wrapper, merged, (x,))
-        if not isinstance(out, Tensor) or out.dim() != 1 or out.shape[0] != x.shape[0]:
-            shape = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
-            raise UsageError(f"loss_fn must return one loss per example, shape ({x.shape[0]},), got {shape} "
-                             "(use reduction='none' and average over all but the batch dimension)")
+        check_loss_shape(out, count(x))
         return out
 
     def flatten(self, tensors: Mapping[str, Tensor], batch_dims: int = 0) -> Tensor:
@@ -132,14 +132,15 @@ class LabelFreeLoss:
         return {n: p.reshape(*lead, *s) for n, p, s in zip(self.names, parts, self.shapes)}
 
     # -- per-example gradients of one chunk ---------------------------------------------------------
-    def grads_vmap(self, x: Tensor) -> Tensor:
-        def one(chosen: dict[str, Tensor], xi: Tensor) -> Tensor:
-            return self.losses(chosen, xi.unsqueeze(0))[0]
+    def grads_vmap(self, x: Examples) -> Tensor:
+        def one(chosen: dict[str, Tensor], xi: Examples) -> Tensor:
+            single = xi.unsqueeze(0) if isinstance(xi, Tensor) else tuple(t.unsqueeze(0) for t in xi)
+            return self.losses(chosen, single)[0]
 
         g = vmap(grad(one), in_dims=(None, 0))(self.point(), x)
         return self.flatten(g, batch_dims=1)
 
-    def grads_chunked(self, x: Tensor) -> Tensor:
+    def grads_chunked(self, x: Examples) -> Tensor:
         leaves = {n: t.clone().requires_grad_(True) for n, t in self.point().items()}
         inputs = list(leaves.values())
         with torch.enable_grad():
@@ -167,31 +168,29 @@ class _LossModule(nn.Module):
         self.model = model
         self._loss_fn = loss_fn
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Examples) -> Tensor:
         return self._loss_fn(self.model, x)
+
+
+def check_loss_shape(out: object, n: int) -> None:
+    """``loss_fn`` must return a (n,) tensor: one loss per example."""
+    if not isinstance(out, Tensor) or out.dim() != 1 or out.shape[0] != n:
+        shape = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
+        raise UsageError(f"loss_fn must return one loss per example, shape ({n},), got {shape} "
+                         "(use reduction='none' and average over all but the batch dimension)")
 
 
 def random_projection(n_params: int, dim: int, seed: int | None = 0, *, device: torch.device | str = "cpu",
                       dtype: torch.dtype = torch.float32) -> Tensor:
     """Gaussian sketch R (n_params, dim) with E[R Rᵀ] = I, so (g R)·(g' R) estimates g·g' (Johnson-Lindenstrauss).
 
-    Drawn on the CPU from ``seed`` so that the same seed gives the same matrix on every device.
+    The dense form of ``Projector(n_params, dim, "gaussian", seed)`` (drawn on the CPU block by block from
+    ``seed``, so the same seed gives the same matrix on every device).
     """
-    if dim < 1:
-        raise UsageError(f"projection_dim must be >= 1, got {dim}")
-    gen = make_generator(seed, "cpu")
-    r = torch.randn(n_params, dim, generator=gen, dtype=torch.float32) / math.sqrt(dim)
-    return r.to(device=device, dtype=dtype)
+    return Projector(n_params, dim, "gaussian", seed).matrix(device, dtype)
 
 
-def _check_inputs(x: Tensor, what: str = "inputs") -> None:
-    if not isinstance(x, Tensor):
-        raise UsageError(f"{what} must be a tensor of examples (N, ...), got {type(x).__name__}")
-    if x.dim() < 1 or x.shape[0] == 0:
-        raise UsageError(f"{what} has no examples (shape {tuple(x.shape)})")
-
-
-def _vmap_with_retry(loss: LabelFreeLoss, chunk: Tensor) -> Tensor:
+def _vmap_with_retry(loss: LabelFreeLoss, chunk: Examples) -> Tensor:
     """``vmap`` the chunk; on CUDA retry once with cuDNN off (cuDNN RNN kernels have no batching rule)."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*performance drop.*")
@@ -204,25 +203,26 @@ def _vmap_with_retry(loss: LabelFreeLoss, chunk: Tensor) -> Tensor:
             return loss.grads_vmap(chunk)
 
 
-def compute_gradients(loss: LabelFreeLoss, x: Tensor, *, batch_size: int = DEFAULT_BATCH_SIZE,
-                      strategy: Strategy = "auto", projection: Tensor | None = None,
+def compute_gradients(loss: LabelFreeLoss, x: Examples, *, batch_size: int = DEFAULT_BATCH_SIZE,
+                      strategy: Strategy = "auto", projection: Tensor | Callable[[Tensor], Tensor] | None = None,
                       show_progress: bool = False) -> Tensor:
-    """Per-example gradients (N, P) -- or (N, k) projected by ``projection`` (P, k) -- for a prepared loss.
+    """Per-example gradients (N, P) -- or (N, k) projected by ``projection`` (a (P, k) matrix or a callable
+    (B, P) -> (B, k)) -- for a prepared loss, on the device of ``x``'s (first) tensor.
 
     The caller is responsible for eval mode (``preserved_state``); see ``per_example_gradients``.
     """
-    _check_inputs(x)
+    n = check_examples(x, "inputs")
     if batch_size < 1:
         raise UsageError(f"batch_size must be >= 1, got {batch_size}")
     if strategy not in ("auto", "vmap", "chunked"):
         raise UsageError(f"strategy must be 'auto', 'vmap' or 'chunked', got {strategy!r}")
-    out_device = x.device
-    x = x.to(loss.device)
+    out_device = device_of(x)
+    x = to_device(x, loss.device)
     use_vmap = strategy != "chunked"
     parts = []
-    starts = range(0, x.shape[0], batch_size)
+    starts = range(0, n, batch_size)
     for start in progress(starts, enabled=show_progress, total=len(starts), desc="per-example gradients"):
-        chunk = x[start:start + batch_size]
+        chunk = take(x, slice(start, start + batch_size))
         g = None
         if use_vmap:
             try:
@@ -234,18 +234,19 @@ def compute_gradients(loss: LabelFreeLoss, x: Tensor, *, batch_size: int = DEFAU
         if g is None:
             # One forward per sub-chunk and a batched backward for its Jacobian; that costs O(b^2) per
             # sub-chunk of b examples, hence the small sub-chunks.
-            g = torch.cat([loss.grads_chunked(chunk[i:i + FALLBACK_CHUNK])
-                           for i in range(0, chunk.shape[0], FALLBACK_CHUNK)])
+            g = torch.cat([loss.grads_chunked(take(chunk, slice(i, i + FALLBACK_CHUNK)))
+                           for i in range(0, count(chunk), FALLBACK_CHUNK)])
         g = g.detach()
         if projection is not None:
-            g = g @ projection
+            g = projection(g) if callable(projection) else g @ projection
         parts.append(g)
     return torch.cat(parts).to(out_device)
 
 
-def per_example_gradients(model: nn.Module, loss_fn: LossFn, inputs: Tensor, params: ParamsArg = None, *,
+def per_example_gradients(model: nn.Module, loss_fn: LossFn, inputs: Examples, params: ParamsArg = None, *,
                           state: Mapping[str, Tensor] | None = None, batch_size: int = DEFAULT_BATCH_SIZE,
-                          strategy: Strategy = "auto", projection_dim: int | None = None, seed: int | None = 0,
+                          strategy: Strategy = "auto", projection_dim: int | None = None,
+                          projection: ProjectionKind = "gaussian", seed: int | None = 0,
                           show_progress: bool = False) -> Tensor:
     """Per-example gradients of ``loss_fn(model, x) -> (B,)`` w.r.t. ``params``: (N, P), or (N, k) projected.
 
@@ -253,14 +254,14 @@ def per_example_gradients(model: nn.Module, loss_fn: LossFn, inputs: Tensor, par
     ``state``: parameter/buffer values to use instead of the model's (e.g. a checkpoint's state dict).
     ``strategy``: ``"vmap"``, ``"chunked"`` (one forward per chunk, batched backward) or ``"auto"``
     (vmap, falling back to chunked where vmap cannot batch the model).  ``projection_dim=k`` multiplies
-    the gradients by a seeded Gaussian sketch (P, k) / sqrt(k) that preserves dot products in expectation.
+    the gradients by a seeded sketch R (P, k) that preserves dot products in expectation (``projection``:
+    ``gaussian`` or sparse ``rademacher``, see ``xairepro.explain.projection``).
     Runs in eval mode; the model's flags, ``.grad`` and ``requires_grad`` are left as they were.
     """
     loss = LabelFreeLoss(model, loss_fn, params, state)
     proj = None
     if projection_dim is not None:
-        proj = random_projection(loss.n_params, projection_dim, seed, device=loss.device,
-                                 dtype=next(iter(loss.point().values())).dtype)
+        proj = Projector(loss.n_params, projection_dim, projection, seed)
     with preserved_state(model, eval_mode=True):
         return compute_gradients(loss, inputs, batch_size=batch_size, strategy=strategy, projection=proj,
                                  show_progress=show_progress)

@@ -12,6 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from xairepro.errors import UsageError
+from xairepro.explain.examples import inputs_of
 from xairepro.explain.dknn import DEFAULT_BATCH_SIZE, check_examples, latent_representations
 from xairepro.utils import progress
 
@@ -71,6 +72,8 @@ class SimplEx:
         self.show_progress = show_progress
 
     def attribute(self, x_test: Tensor, x_train: Tensor) -> Tensor:
+        """Scores (n_test, n_train); a tuple (inputs, targets, ...) is explained by its inputs."""
+        x_test, x_train = inputs_of(x_test), inputs_of(x_train)
         check_examples(x_test, "x_test")
         check_examples(x_train, "x_train")
         h_test = latent_representations(self.encoder, x_test, self.batch_size)
