@@ -232,6 +232,7 @@ class Experiment:
     study: ClassVar[str] = ""             # group name accepted by ``xairepro reproduce STUDY``
     reproduces: ClassVar[str] = ""        # e.g. "seed 000, Table 6"
     version: ClassVar[str] = "1"          # bump when the code changes results: cached cells invalidated
+    run_by_default: ClassVar[bool] = True  # False: runs only when named (``xairepro reproduce NAME``)
     config_class: ClassVar[type]
     presets: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
     metrics: ClassVar[Mapping[str, MetricSpec]] = {}

@@ -30,6 +30,7 @@ BUILTIN_EXPERIMENTS: dict[str, str] = {
     "lico-insdel": "xairepro.experiments.lico_study.insdel:LicoInsDelExperiment",
     "lico-iou": "xairepro.experiments.lico_study.iou:LicoIouExperiment",
     "lico-tau": "xairepro.experiments.lico_study.temperature:LicoTemperatureExperiment",
+    "tda-benchmark": "xairepro.experiments.tda_benchmark.experiment:TdaBenchmarkExperiment",
 }
 
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
@@ -91,13 +92,14 @@ def get_experiment(name: str) -> Experiment:
 
 
 def select_experiments(names: Sequence[str], preset: str) -> list[Experiment]:
-    """Experiments named (by experiment or study name) or, with no names, all offering ``preset``.
+    """Experiments named (by experiment or study name) or, with no names, all offering ``preset`` that run
+    by default (``Experiment.run_by_default``; the others run only when named).
 
     A named experiment without ``preset`` is an error; so is a selection that ends up empty.
     """
     exps = list_experiments()
     if not names:
-        chosen = [e for e in exps if preset in e.presets]
+        chosen = [e for e in exps if preset in e.presets and e.run_by_default]
         if not chosen:
             offered = sorted({p for e in exps for p in e.presets})
             raise UsageError(f"no registered experiment offers preset {preset!r} (presets: {', '.join(offered)})")

@@ -34,6 +34,10 @@ _EXPORTS: dict[str, str] = {
     "TracIn": "xairepro.explain.tracin",
     "SimplEx": "xairepro.explain.simplex",
     "DKNN": "xairepro.explain.dknn",
+    # training-data attribution at scale
+    "GradientStore": "xairepro.explain.gradient_store",
+    "Projector": "xairepro.explain.projection",
+    "KroneckerFactors": "xairepro.explain.kronecker_factors",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -14,6 +14,7 @@ kind, b)``, so any block can be regenerated alone and the matrix never has to ex
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Literal
 
 import torch
@@ -96,11 +97,13 @@ class Projector:
         key = (str(device), dtype)
         if key not in self._cache:
             cols, vals = zip(*(self.sparse_block(b) for b in range(self.n_blocks)))
-            col = torch.cat(cols)
             rows = torch.arange(self.n_params).repeat_interleave(self.nonzeros)
-            coo = torch.sparse_coo_tensor(torch.stack([col.reshape(-1), rows]), torch.cat(vals).reshape(-1),
-                                          (self.dim, self.n_params)).coalesce()
-            self._cache[key] = coo.to_sparse_csr().to(device=device, dtype=dtype)
+            index = torch.stack([torch.cat(cols).reshape(-1), rows])
+            with warnings.catch_warnings():  # "sparse CSR support is in beta": CSR @ dense is all we use
+                warnings.simplefilter("ignore", UserWarning)
+                coo = torch.sparse_coo_tensor(index, torch.cat(vals).reshape(-1), (self.dim, self.n_params),
+                                              check_invariants=False).coalesce()
+                self._cache[key] = coo.to_sparse_csr().to(device=device, dtype=dtype)
         return self._cache[key]
 
     def project(self, g: Tensor) -> Tensor:
@@ -108,11 +111,7 @@ class Projector:
         if g.dim() != 2 or g.shape[1] != self.n_params:
             raise UsageError(f"gradients must have shape (B, {self.n_params}), got {tuple(g.shape)}")
         if self.kind == "rademacher":
-            import warnings
-
-            with warnings.catch_warnings():
-                warnings.filterwarnings("ignore", message=".*Sparse CSR tensor support is in beta.*")
-                return (self._sparse_t(g.device, g.dtype) @ g.T.contiguous()).T
+            return (self._sparse_t(g.device, g.dtype) @ g.T.contiguous()).T
         key = (str(g.device), g.dtype)
         if key in self._cache:
             return g @ self._cache[key]

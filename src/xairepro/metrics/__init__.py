@@ -1,5 +1,6 @@
 """Metrics: insertion/deletion, ROAD, pixel flipping, faithfulness correlation, confidence change, model
-randomisation, soft IoU, similarity rates, consistency curves, ROAR, map statistics.
+randomisation, soft IoU, similarity rates, consistency curves, ROAR, map statistics, and ground truth for
+training-data attribution (linear datamodeling score, corrupted-example detection).
 
 Each score states whether higher is better (``HIGHER_IS_BETTER``; :func:`higher_is_better` reads a record's
 metric name): the report's arrows and the studies' claim rules take the direction from here.  The
@@ -9,6 +10,13 @@ always the function even where the submodule of the same name was imported first
 
 from __future__ import annotations
 
+from xairepro.metrics.attribution_eval import (
+    datamodel_subsets,
+    detection_auc,
+    linear_datamodeling_score,
+    rank_correlation,
+    representation_shift,
+)
 from xairepro.metrics.confidence_change import ConfidenceChangeResult, ConfidenceChangeSettings, confidence_change
 from xairepro.metrics.consistency import feature_consistency, topk_masks
 from xairepro.metrics.correlation import (
@@ -63,6 +71,8 @@ HIGHER_IS_BETTER: dict[str, bool] = {
     "similarity_least": False,
     "latent_shift": True,
     "test_loss": False,
+    "lds": True,
+    "detection_auc": True,
 }
 
 
@@ -84,5 +94,6 @@ __all__ = [
     "PixelFlippingResult", "PixelFlippingSettings", "faithfulness_correlation", "FaithfulnessCorrelationResult",
     "FaithfulnessCorrelationSettings", "confidence_change", "ConfidenceChangeResult", "ConfidenceChangeSettings",
     "model_randomisation", "ModelRandomisationResult", "ModelRandomisationSettings", "randomised_models",
-    "retrain_free_scores", "FaithfulnessSuite", "FAITHFULNESS_METRICS",
+    "retrain_free_scores", "FaithfulnessSuite", "FAITHFULNESS_METRICS", "linear_datamodeling_score",
+    "datamodel_subsets", "detection_auc", "rank_correlation", "representation_shift",
 ]
