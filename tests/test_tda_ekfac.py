@@ -158,6 +158,38 @@ def test_query_rank_trades_accuracy_for_cost_and_full_rank_is_exact(digits_mlp) 
     assert spearmanr(low.flatten().numpy(), dense.flatten().numpy())[0] > 0.9
 
 
+def test_low_rank_queries_of_single_token_layers_come_from_the_inverse_eigenvalue_matrix() -> None:
+    """K-FAC without damping: W = 1 / (σ_k μ_l) has rank 1, so rank-1 queries are exact."""
+    torch.manual_seed(6)
+    model = nn.Sequential(nn.Linear(6, 8), nn.Tanh(), nn.Linear(8, 4)).double()
+    train, test = torch.randn(80, 6, dtype=torch.float64), torch.randn(6, 6, dtype=torch.float64)
+    loss = lambda m, x: ((m(x) - x[:, :4]) ** 2).sum(1)  # noqa: E731  (cross-entropy's S is singular)
+    dense = InfluenceFunctions(model, loss, method="kfac", damping=0.0).attribute(test, train)
+    rank1 = InfluenceFunctions(model, loss, method="kfac", damping=0.0, query_rank=1).attribute(test, train)
+    torch.testing.assert_close(rank1, dense, rtol=1e-8, atol=1e-10 * dense.abs().max().item())
+    damped = InfluenceFunctions(model, loss, method="kfac", damping=0.1, query_rank=1).attribute(test, train)
+    assert not torch.allclose(damped, InfluenceFunctions(model, loss, method="kfac", damping=0.1).attribute(test, train),
+                              rtol=1e-2)
+
+
+def test_low_rank_queries_of_convolutions_are_truncated_svds() -> None:
+    """T > 1 positions: each preconditioned test matrix is replaced by its own best rank-r approximation."""
+    torch.manual_seed(5)
+    conv = nn.Conv2d(3, 16, 2, stride=2, bias=False).double()  # 4 positions on 4 x 4 inputs, in' = 12
+    loss = lambda m, x: m(x).square().flatten(1).sum(1)  # noqa: E731
+    x_train, x_test = torch.randn(30, 3, 4, 4, dtype=torch.float64), torch.randn(5, 3, 4, 4, dtype=torch.float64)
+    inf = InfluenceFunctions(conv, loss, method="ekfac", damping=0.1, query_rank=1)  # 1·4·28 < 16·12
+    got = inf.attribute(x_test, x_train)
+    f = inf.fit_factors(x_train).layers[""]
+    g_test = per_example_gradients(conv, loss, x_test).reshape(5, 16, 12)
+    g_train = per_example_gradients(conv, loss, x_train).reshape(30, 16, 12)
+    m = (f.s_vecs.T @ g_test @ f.a_vecs) / (f.corrected + 0.1)
+    u, sv, vh = torch.linalg.svd(m)
+    m1 = sv[:, :1, None] * u[:, :, :1] @ vh[:, :1, :]
+    expected = torch.einsum("noi,moi->nm", m1, f.s_vecs.T @ g_train @ f.a_vecs)
+    torch.testing.assert_close(got, expected, rtol=1e-8, atol=1e-10)
+
+
 def test_scores_to_file_equal_attribute_and_resume_after_a_crash(digits_mlp, tmp_path, monkeypatch) -> None:
     model, train, test = digits_mlp
     inf = InfluenceFunctions(model, ce, method="ekfac", damping=0.01, batch_size=32)

@@ -8,10 +8,13 @@
 block's per-example layer terms coming from one forward and one backward, so neither the training
 gradients nor (with ``scores_to_file``) the score matrix have to fit in memory.
 
-``query_rank=r``: each preconditioned test matrix M_i (out, in') is replaced by its best rank-r
-approximation (truncated SVD, as Kronfluence's query low-rank option) on the layers where that is
-cheaper: a training example's score term is then sum_r σ_r sum_t (u_r·s_t)(v_r·a_t), which costs
-r·T·(out + in') instead of out·in' per pair.  ``None``: exact (dense) on every layer.
+``query_rank=r``: each preconditioned test matrix M_i (out, in') is replaced by a rank-r
+approximation on the layers where that is cheaper: a training example's score term is then
+sum_r sum_t (u_r·s_t)(v_r·a_t), which costs r·T·(out + in') instead of out·in' per pair.  On a layer
+applied once per example (T = 1, e.g. a linear layer on (B, d) inputs) the test gradient is s aᵀ, so
+M_i = diag(ŝ_i) W diag(â_i) with W = 1 / (Λ + λ) and M_i has the rank of W: the rank-r SVD of W (one
+per layer) gives every M_i at once.  Otherwise each M_i is truncated by its own SVD (as Kronfluence's
+query low-rank option).  ``None``: exact (dense) on every layer.
 """
 
 from __future__ import annotations
@@ -122,17 +125,25 @@ class KroneckerInfluence:
     def _queries(self, x: Examples, bases) -> dict[str, _Query]:
         queries: dict[str, _Query] = {}
         n = count(x)
+        r = self.query_rank
+        inverse_factors: dict[str, tuple[Tensor, Tensor]] = {}
         for start in range(0, n, self.batch_size):
             rotated = self._rotated(take(x, slice(start, start + self.batch_size)), bases)
             for layer in self.layers:
                 a, s = rotated[layer.name]
-                m = layer_gradients(a, s) * bases[layer.name][2]
-                if self._low_rank(layer, a.shape[1]):
-                    u, sv, vh = torch.linalg.svd(m, full_matrices=False)
-                    r = self.query_rank
+                inverse = bases[layer.name][2]
+                if self._low_rank(layer, a.shape[1]) and a.shape[1] == 1:
+                    if layer.name not in inverse_factors:  # W ≈ P diag(σ) Qᵀ, rank r, shared by all queries
+                        p, sv, qh = torch.linalg.svd(inverse.double(), full_matrices=False)
+                        root = sv[:r].sqrt()
+                        inverse_factors[layer.name] = ((p[:, :r] * root).to(a.dtype), (qh[:r].T * root).to(a.dtype))
+                    left, right = inverse_factors[layer.name]
+                    q = _Query(left=s[:, 0, :, None] * left, right=a[:, 0, :, None] * right)
+                elif self._low_rank(layer, a.shape[1]):
+                    u, sv, vh = torch.linalg.svd(layer_gradients(a, s) * inverse, full_matrices=False)
                     q = _Query(left=u[:, :, :r] * sv[:, None, :r], right=vh[:, :r, :].transpose(1, 2))
                 else:
-                    q = _Query(dense=m.reshape(m.shape[0], -1))
+                    q = _Query(dense=(layer_gradients(a, s) * inverse).reshape(a.shape[0], -1))
                 queries[layer.name] = q if layer.name not in queries else queries[layer.name].cat(q)
         return queries
 

@@ -4,15 +4,15 @@
         scores = explainer.attribute(x_test, x_train)
     peak.seconds, peak.peak_bytes
 
-CPU: the process's resident memory (``/proc/self/statm``) sampled every ``interval`` seconds by a
-thread; ``peak_bytes`` = the largest sample minus the value at the start (NaN where ``/proc`` is
-missing).  CUDA: ``torch.cuda.max_memory_allocated`` above the allocation at the start.
+CPU: the process's resident anonymous memory (``RssAnon`` of ``/proc/self/status``: the heap and
+tensors, not the pages of memory-mapped files, which are page cache the system can drop) sampled every
+``interval`` seconds by a thread; ``peak_bytes`` = the largest sample minus the value at the start
+(NaN where ``/proc`` is missing).  CUDA: ``torch.cuda.max_memory_allocated`` above the allocation at the start.
 """
 
 from __future__ import annotations
 
 import math
-import os
 import threading
 import time
 
@@ -22,12 +22,15 @@ __all__ = ["PeakMemory", "resident_bytes"]
 
 
 def resident_bytes() -> float:
-    """The process's resident memory in bytes (NaN where ``/proc/self/statm`` cannot be read)."""
+    """The process's resident anonymous memory in bytes (NaN where ``/proc/self/status`` cannot be read)."""
     try:
-        with open("/proc/self/statm") as fh:
-            return float(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("RssAnon:"):
+                    return float(line.split()[1]) * 1024
     except (OSError, ValueError, IndexError):
-        return math.nan
+        pass
+    return math.nan
 
 
 class PeakMemory:
