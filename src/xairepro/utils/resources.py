@@ -2,7 +2,10 @@
 
     with PeakMemory(device) as peak:
         scores = explainer.attribute(x_test, x_train)
-    peak.seconds, peak.peak_bytes
+    peak.seconds, peak.cpu_seconds, peak.peak_bytes
+
+``cpu_seconds``: the process's CPU time (all threads) over the block: on a machine shared with other
+jobs it says what the work cost, where wall time also counts waiting for a core.
 
 CPU: the process's resident anonymous memory (``RssAnon`` of ``/proc/self/status``: the heap and
 tensors, not the pages of memory-mapped files, which are page cache the system can drop) sampled every
@@ -40,6 +43,7 @@ class PeakMemory:
         self.device = torch.device(device)
         self.interval = float(interval)
         self.seconds = math.nan
+        self.cpu_seconds = math.nan
         self.peak_bytes = math.nan
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -60,10 +64,11 @@ class PeakMemory:
             if not math.isnan(self._start_bytes):
                 self._thread = threading.Thread(target=self._sample, daemon=True)
                 self._thread.start()
-        self._t0 = time.perf_counter()
+        self._t0, self._c0 = time.perf_counter(), time.process_time()
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self.cpu_seconds = time.process_time() - self._c0
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
             self.seconds = time.perf_counter() - self._t0
