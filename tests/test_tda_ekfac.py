@@ -82,6 +82,52 @@ def test_kfac_factors_are_the_activation_and_output_gradient_covariances() -> No
     torch.testing.assert_close(f.s_vecs @ torch.diag(f.s_vals) @ f.s_vecs.T, s.T @ s / 10)
 
 
+def test_kfac_factors_of_a_convolution_average_patches_over_positions() -> None:
+    """KFC: A = E_n[(1/T) sum_t a aᵀ] over unfolded patches, S = E_n[sum_t s sᵀ] over output positions."""
+    torch.manual_seed(7)
+    conv = nn.Conv2d(2, 3, 3, padding=1).double()
+    x = torch.randn(6, 2, 5, 5, dtype=torch.float64)
+    loss = lambda m, b: m(b).tanh().square().flatten(1).sum(1)  # noqa: E731
+    f = InfluenceFunctions(conv, loss, method="kfac", hessian_data=x).fit_factors().layers[""]
+    patches = nn.functional.unfold(x, 3, padding=1).transpose(1, 2)                 # (6, 25, 18)
+    a = torch.cat([patches, torch.ones(6, 25, 1, dtype=torch.float64)], 2)
+    out = conv(x)
+    s = torch.autograd.grad(loss(lambda z: out, x).sum(), out)[0].flatten(2).transpose(1, 2)  # (6, 25, 3)
+    torch.testing.assert_close(f.a_vecs @ torch.diag(f.a_vals) @ f.a_vecs.T,
+                               torch.einsum("nti,ntj->ij", a, a) / (6 * 25))
+    torch.testing.assert_close(f.s_vecs @ torch.diag(f.s_vals) @ f.s_vecs.T, torch.einsum("nto,ntp->op", s, s) / 6)
+
+
+def test_exact_fisher_influence_equals_the_explicit_solve_with_few_and_many_examples() -> None:
+    """P <= n: eigenpairs of F itself; P > n: through G Gᵀ, with F = 0 on the rest of the space."""
+    torch.manual_seed(8)
+    model = nn.Sequential(nn.Linear(5, 4), nn.Tanh(), nn.Linear(4, 3)).double()  # 39 parameters
+    loss = lambda m, x: ((m(x) - x[:, :3]) ** 2).sum(1)  # noqa: E731
+    x_test = torch.randn(4, 5, dtype=torch.float64)
+    for n in (60, 12):
+        x = torch.randn(n, 5, dtype=torch.float64)
+        g, gt = per_example_gradients(model, loss, x), per_example_gradients(model, loss, x_test)
+        expected = gt @ torch.linalg.solve(g.T @ g / n + 0.05 * torch.eye(39, dtype=torch.float64), g.T)
+        inf = InfluenceFunctions(model, loss, method="exact", curvature="fisher", damping=0.05)
+        torch.testing.assert_close(inf.attribute(x_test, x), expected)
+        torch.testing.assert_close(inf.self_influence(x), torch.diagonal(g @ torch.linalg.solve(
+            g.T @ g / n + 0.05 * torch.eye(39, dtype=torch.float64), g.T)))
+
+
+@pytest.mark.parametrize("method", ["exact", "lissa", "arnoldi", "kfac", "ekfac", "projected"])
+def test_self_influence_is_the_diagonal_of_the_scores(method) -> None:
+    torch.manual_seed(9)
+    model = nn.Sequential(nn.Linear(5, 4), nn.Tanh(), nn.Linear(4, 3)).double()
+    loss = lambda m, x: ((m(x) - x[:, :3]) ** 2).sum(1)  # noqa: E731
+    x = torch.randn(25, 5, dtype=torch.float64)
+    inf = InfluenceFunctions(model, loss, method=method, damping=0.5, scale=20.0, depth=30, hessian_batch_size=None,
+                             arnoldi_iters=10, arnoldi_rank=5, projection_dim=16)
+    own = inf.self_influence(x)
+    torch.testing.assert_close(own, torch.diagonal(inf.attribute(x, x)), rtol=1e-8, atol=1e-10)
+    if inf.curvature == "fisher":  # F + λI is positive definite (an untrained model's H need not be)
+        assert torch.all(own > 0)
+
+
 def test_ekfac_eigenvalues_are_the_fisher_diagonal_in_the_kronecker_eigenbasis() -> None:
     torch.manual_seed(2)
     model = ConvNet().double()
