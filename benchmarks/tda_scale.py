@@ -14,8 +14,9 @@ depend on the content).  The model is trained a few epochs on the digits first.
    same run), Spearman of the scores on a subset of training vectors, and the LDS of each against
    ``--lds-subsets`` autoencoders retrained on seeded halves of the 1,000 training examples.
 3. ``store``: projected-gradient store (sparse Rademacher, k = 1024) vs plain per-example gradients at
-   60,000 examples: wall time and peak memory (plain is run in full only when enough memory is free,
-   otherwise on ``--plain-n`` examples and its memory given exactly as N x P x 4 bytes).
+   60,000 examples: wall time and peak memory (plain is run in full only when twice N x P x 4 bytes fit
+   comfortably in the free memory -- its per-batch parts are concatenated at the end -- otherwise on
+   ``--plain-n`` examples and scaled linearly; N x P x 4 bytes is printed beside it).
 
 Run: .venv/bin/python benchmarks/tda_scale.py [--parts ekfac lissa store] [--threads 2] [--device cpu|cuda]
 """
@@ -132,45 +133,51 @@ def bench_lissa(args, device: str) -> None:
     damping = 1.0  # the study's LiSSA (damp 1e-3 x scale 1000)
     print(f"\n## EK-FAC vs LiSSA, 1,000 x 1,000 (digits at 28 px; train and test overlap by "
           f"{max(0, 2000 - pool.shape[0])}), damping {damping} (the study's LiSSA setting)")
-    t0 = time.perf_counter()
-    ekfac = InfluenceFunctions(model, rec_loss, names, method="ekfac", damping=damping).attribute(x_test, x_train)
-    t_ekfac = time.perf_counter() - t0
+    with PeakMemory(device) as ek:
+        ekfac = InfluenceFunctions(model, rec_loss, names, method="ekfac", damping=damping).attribute(x_test, x_train)
     lissa = InfluenceFunctions(model, rec_loss, names, method="lissa", damping=damping, scale=1000.0, depth=100,
                                hessian_batch_size=200, hessian_data=x_train, seed=0)
     n_vec = args.lissa_vectors
     g_test = per_example_gradients(model, rec_loss, x_test, params=names)
-    t0 = time.perf_counter()
-    g_sub = per_example_gradients(model, rec_loss, x_train[:n_vec], params=names)
-    ihvp = lissa.inverse_hvp(g_sub, x_train)
-    t_sub = time.perf_counter() - t0
+    with PeakMemory(device) as li:
+        g_sub = per_example_gradients(model, rec_loss, x_train[:n_vec], params=names)
+        ihvp = lissa.inverse_hvp(g_sub, x_train)
     lissa_scores = g_test @ ihvp.T                          # (1000 test, n_vec train)
-    t_lissa = t_sub / n_vec * 1000                          # all 1,000 training vectors (linear in vectors)
+    scale = 1000 / n_vec                                    # all 1,000 training vectors (linear in vectors)
     exact = InfluenceFunctions(model, rec_loss, names, method="exact", curvature="fisher",
                                damping=damping).attribute(x_test, x_train[:n_vec])
     rho = lambda a, b: spearmanr(a.flatten().cpu(), b.flatten().cpu())[0]  # noqa: E731
-    print("| method | wall (s) | Spearman with LiSSA | Spearman with exact (Fisher) |")
-    print("|---|---:|---:|---:|")
-    print(f"| LiSSA (depth 100, batch 200) | {t_lissa:.0f} (extrapolated from {n_vec} vectors: {t_sub:.0f} s) "
-          f"| 1 | {rho(lissa_scores, exact):.3f} |")
-    print(f"| EK-FAC | {t_ekfac:.1f} | {rho(ekfac[:, :n_vec], lissa_scores):.3f} | {rho(ekfac[:, :n_vec], exact):.3f} |")
-    print(f"time ratio LiSSA / EK-FAC: {t_lissa / t_ekfac:.0f}x (Spearman on 1,000 test x {n_vec} train)")
+    sub = ekfac[:, :n_vec]
+    print("| method | wall (s) | CPU (s) | Spearman with LiSSA | Spearman with exact (Fisher) |")
+    print("|---|---:|---:|---:|---:|")
+    print(f"| LiSSA (depth 100, batch 200; x{scale:.0f} from {n_vec} vectors) | {li.seconds * scale:.0f} | "
+          f"{li.cpu_seconds * scale:.0f} | 1 | {rho(lissa_scores, exact):.3f} |")
+    print(f"| EK-FAC (factors included) | {ek.seconds:.1f} | {ek.cpu_seconds:.1f} | {rho(sub, lissa_scores):.3f} | "
+          f"{rho(sub, exact):.3f} |")
+    print(f"ratio LiSSA / EK-FAC: wall {li.seconds * scale / ek.seconds:.0f}x, CPU "
+          f"{li.cpu_seconds * scale / ek.cpu_seconds:.0f}x (Spearman on 1,000 test x {n_vec} train)")
     # LDS: 100 test examples; LiSSA iterated on their gradients (the same quantity, (H + λI)^-1 g_test · g_train)
     n_lds = args.lds_test
     masks = datamodel_subsets(1000, args.lds_subsets, 0.5, seed=0)
     outputs = []
     for m in range(args.lds_subsets):
-        sub = train_ae(x_train[masks[m].to(device)].cpu(), args.epochs, device)
+        retrained = train_ae(x_train[masks[m].to(device)].cpu(), args.epochs, device)
         with torch.no_grad():
-            outputs.append(-rec_loss(sub, x_test[:n_lds]).double().cpu())
+            outputs.append(-rec_loss(retrained, x_test[:n_lds]).double().cpu())
     outputs = torch.stack(outputs)
     g_all = per_example_gradients(model, rec_loss, x_train, params=names)
     lissa_test = lissa.inverse_hvp(g_test[:n_lds], x_train) @ g_all.T
     dot = g_test[:n_lds] @ g_all.T
+    small = {name: InfluenceFunctions(model, rec_loss, names, damping=1e-3, **kw).attribute(x_test[:n_lds], x_train)
+             for name, kw in (("EK-FAC, damping 1e-3", {"method": "ekfac"}),
+                              ("exact (Fisher), damping 1e-3", {"method": "exact", "curvature": "fisher"}))}
     print(f"\nLDS on {n_lds} test examples, {args.lds_subsets} autoencoders retrained on halves of the 1,000 "
           "(output: minus the reconstruction loss)")
     print("| method | LDS |")
     print("|---|---:|")
-    for name, s in (("EK-FAC", ekfac[:n_lds]), ("LiSSA (test side)", lissa_test), ("gradient dot product", dot)):
+    rows = {"EK-FAC, damping 1.0": ekfac[:n_lds], "LiSSA, damping 1.0 (on the test gradients)": lissa_test,
+            **small, "gradient dot product": dot}
+    for name, s in rows.items():
         print(f"| {name} | {linear_datamodeling_score(s.cpu(), masks, outputs).item():.3f} |")
 
 
@@ -188,7 +195,8 @@ def bench_store(args, model, device: str) -> None:
     with open("/proc/meminfo") as fh:
         avail = next(int(line.split()[1]) * 1024 for line in fh if line.startswith("MemAvailable"))
     need = args.n_train * n_params * 4
-    n_plain = args.n_train if need < 0.6 * avail and not args.plain_n else (args.plain_n or 10000)
+    # the plain (N, P) result is concatenated from per-batch parts: about twice N x P x 4 bytes at the end
+    n_plain = args.n_train if 2.2 * need < 0.6 * avail and not args.plain_n else (args.plain_n or 10000)
     with PeakMemory(device) as plain_m:
         g = per_example_gradients(model, rec_loss, x[:n_plain], params=names, batch_size=args.batch_size)
     del g

@@ -2,6 +2,8 @@
 
 Every explainer takes a plain ``nn.Module`` and tensors, returns tensors on the input's device,
 and leaves the model's train/eval flag, hooks and ``.grad`` as they were (SPEC section 9).
+Example importance: scores (n_test, n_train), positive = the training example supports the test example
+(for influence functions score / n ≈ the rise of the test loss when it is left out; docs/decisions.md).
 Names are imported lazily so that ``import xairepro.explain`` stays cheap.
 """
 
