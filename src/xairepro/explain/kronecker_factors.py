@@ -25,7 +25,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from xairepro.errors import CheckpointError, UsageError
+from xairepro.errors import UsageError
 from xairepro.explain.examples import Examples, check_examples, count, fingerprint, take, to_device
 from xairepro.explain.layer_capture import TrackedLayer, capture_terms, layer_gradients
 from xairepro.explain.per_example_grads import LossFn
@@ -78,16 +78,11 @@ class KroneckerFactors:
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> KroneckerFactors:
-        path = Path(path)
-        if not path.is_file():
-            raise CheckpointError(f"factor file {str(path)!r} does not exist")
-        try:
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # noqa: BLE001 - any unpickling failure is a bad file
-            raise CheckpointError(f"cannot load factors from {str(path)!r}: {str(exc).splitlines()[0]}") from None
-        if not isinstance(obj, dict) or obj.get("format") != FORMAT:
-            raise CheckpointError(f"{str(path)!r} is not a Kronecker factor file (format {FORMAT!r})")
-        layers = {name: LayerFactors(**{k: v for k, v in d.items()}) for name, d in obj["layers"].items()}
+        """Factors saved by :meth:`save` (``weights_only`` loading; a bad file is a ``CheckpointError``)."""
+        from xairepro.train.checkpoint import load_checkpoint
+
+        obj = load_checkpoint(path, expect=FORMAT)
+        layers = {name: LayerFactors(**dict(d)) for name, d in obj["layers"].items()}
         return cls(obj["method"], layers, int(obj["n_examples"]), str(obj["weights"]), list(obj["param_names"]))
 
     def check_matches(self, layers: list[TrackedLayer], weights: str, method: str) -> None:
