@@ -35,7 +35,8 @@ class TaskSetup:
     ``kind``: ``labelfree`` (an autoencoder, per-example reconstruction MSE, gradients w.r.t. the
     encoder) or ``supervised`` (a classifier, cross-entropy, gradients w.r.t. the whole model); the
     gradient methods all use the ``nn.Linear`` / ``nn.Conv2d`` weights and biases of that part (what
-    EK-FAC can track).  ``damping``: λ of every influence method.
+    EK-FAC can track).  ``damping``: λ of every influence method (the Hessian of a trained network is
+    indefinite: exact Hessian influence needs λ above its most negative eigenvalue).
     """
 
     kind: str = "labelfree"
@@ -74,7 +75,7 @@ class TdaBenchmarkConfig:
     classifier: TaskSetup = field(default_factory=lambda: TaskSetup(
         kind="supervised", data_options={"size": 8}, model="small-cnn",
         model_kwargs={"num_classes": 10, "in_channels": 1, "width": 4}, methods=list(METHODS), lr=1e-2,
-        damping=1e-2))
+        damping=0.1))
     seeds: list[int] = field(default_factory=lambda: [0])
     lds_subsets: int = 50
     lds_alpha: float = 0.5
@@ -112,7 +113,7 @@ class TdaBenchmarkConfig:
 
 
 QUICK = {
-    "lds_subsets": 10, "lissa_depth": 20, "lissa_scale": 100.0, "lissa_batch_size": 64, "arnoldi_iters": 30,
+    "lds_subsets": 10, "lissa_depth": 10, "lissa_scale": 100.0, "lissa_batch_size": 32, "arnoldi_iters": 30,
     "arnoldi_rank": 20, "projection_dim": 256, "simplex_steps": 300,
     "autoencoder": {"n_train": 240, "n_test": 30, "epochs": 8, "batch_size": 32},
     "classifier": {"n_train": 300, "n_test": 30, "epochs": 25, "batch_size": 32},

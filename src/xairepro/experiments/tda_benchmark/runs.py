@@ -8,6 +8,7 @@ import torch
 from torch import Tensor
 
 from xairepro.config import resolve_config
+from xairepro.errors import UsageError
 from xairepro.experiments.base import Cell, Context, Record
 from xairepro.experiments.tda_benchmark.experiment import GRADIENT_METHODS, TaskSetup
 from xairepro.experiments.tda_benchmark.tasks import (
@@ -92,7 +93,11 @@ def _reference(ctx: Context, task: TaskSetup, cell: Cell, data: TaskData, full: 
             if name == "exact" and n_params > MAX_EXACT_PARAMS:
                 continue
             explainer = make_explainer(name, {}, task, full, cell.seed)
-            out[name] = explainer.attribute(data.test(task.kind), data.train(task.kind)).cpu()
+            try:
+                out[name] = explainer.attribute(data.test(task.kind), data.train(task.kind)).cpu()
+            except UsageError:  # H + λI singular (indefinite Hessian): no Hessian reference at this damping
+                if name == "exact-fisher":
+                    raise
         atomic_torch_save(out, folder / "scores.pt")
 
     folder = ctx.models.get_or_create(key, build, name=f"tda-reference-{cell.params['task']}")
@@ -135,8 +140,14 @@ def method_records(cell: Cell, ctx: Context) -> list[Record]:
     data = task_data(task, ctx)
     full = trained(ctx, task, cell.seed, data, checkpoints=True)
     explainer = make_explainer(name, settings, task, full, cell.seed)
-    with PeakMemory(ctx.device) as peak:
-        scores = explainer.attribute(data.test(task.kind), data.train(task.kind)).detach().cpu()
+    try:
+        with PeakMemory(ctx.device) as peak:
+            scores = explainer.attribute(data.test(task.kind), data.train(task.kind)).detach().cpu()
+    except UsageError as exc:
+        if name != "exact" or "singular" not in str(exc):
+            raise
+        # H + λI of a trained network can be singular (H is indefinite): exact Hessian influence is undefined
+        return [cell.record(metric, float("nan")) for metric in ("wall_time_s", "spearman_exact_hessian", "lds")]
     records = [cell.record("wall_time_s", peak.seconds), cell.record("peak_memory_mb", peak.peak_bytes / 2**20)]
     reference = _reference(ctx, task, cell, data, full)
     for ref_name, metric in (("exact", "spearman_exact_hessian"), ("exact-fisher", "spearman_exact_fisher")):
