@@ -95,8 +95,8 @@ def _experiments() -> Section:
     # lazy: the registries are read only to rebuild the file
     from xairepro.experiments import list_experiments
 
-    rows = [[e.name, e.study, ", ".join(sorted(e.presets)), e.reproduces or "", e.title]
-            for e in list_experiments()]
+    rows = [[e.name, e.study, ", ".join(sorted(e.presets)) + ("" if e.run_by_default else " (only when named)"),
+             e.reproduces or "", e.title] for e in list_experiments()]
     return _section("Experiments and presets (xairepro reproduce NAME --preset ...)",
                     ["experiment", "study", "presets", "reproduces", "title"], rows, ("reproduces",))
 
