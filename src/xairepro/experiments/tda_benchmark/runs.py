@@ -10,7 +10,7 @@ from torch import Tensor
 from xairepro.config import resolve_config
 from xairepro.errors import UsageError
 from xairepro.experiments.base import Cell, Context, Record
-from xairepro.experiments.tda_benchmark.experiment import GRADIENT_METHODS, TaskSetup
+from xairepro.experiments.tda_benchmark.config import GRADIENT_METHODS, TaskSetup
 from xairepro.experiments.tda_benchmark.tasks import (
     TaskData, Trained, corrupt_data, representation_module, task_data, task_loss, tracked_names, trained,
 )

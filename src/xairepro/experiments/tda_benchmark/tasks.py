@@ -23,7 +23,7 @@ from torch import Tensor, nn
 
 from xairepro.config import config_to_dict
 from xairepro.experiments.base import Context
-from xairepro.experiments.tda_benchmark.experiment import TaskSetup
+from xairepro.experiments.tda_benchmark.config import TaskSetup
 from xairepro.utils import derive_seed, make_generator
 
 __all__ = ["TaskData", "Trained", "task_data", "corrupt_data", "trained", "task_loss", "explained_module",
