@@ -59,3 +59,21 @@ def test_cells_through_the_runner_are_cached(tmp_path) -> None:
     again = reproduce(["tda-benchmark"], preset="quick", out_dir=out, overrides=TINY, show_progress=False)
     assert again.cached == again.total and again.computed == 0
     assert pd.read_csv(out / "results.csv").equals(frame)
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+def test_cells_on_ray_give_the_local_numbers(tmp_path) -> None:
+    """Retrained-subset and method cells run as Ray tasks (local Ray, 2 CPUs): the same values as
+    in-process for every metric but the measured time and memory."""
+    overrides = TINY + ["tasks=[classifier]", "classifier.methods=[exact-fisher,ekfac]"]
+    local = reproduce(["tda-benchmark"], preset="quick", out_dir=tmp_path / "local", overrides=overrides,
+                      show_progress=False)
+    distributed = reproduce(["tda-benchmark"], preset="quick", out_dir=tmp_path / "ray", executor="ray",
+                            overrides=overrides, show_progress=False)
+    assert local.ok and distributed.ok and distributed.computed == distributed.total == 5
+    read = lambda p: pd.read_csv(p / "results.csv").query("metric not in ['wall_time_s', 'peak_memory_mb']")  # noqa: E731
+    a, b = read(tmp_path / "local"), read(tmp_path / "ray")
+    assert len(a) == len(b) > 0
+    assert a.drop(columns="value").equals(b.drop(columns="value"))
+    assert (a["value"] - b["value"]).abs().max() < 1e-6
