@@ -13,6 +13,7 @@ from xairepro.explain import InfluenceFunctions, per_example_gradients
 from xairepro.explain.block_files import BlockFile
 from xairepro.explain.kronecker_factors import KroneckerFactors
 from xairepro.explain.layer_capture import capture_terms, flat_gradients, tracked_layers
+from tda_helpers import WriteSpy
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -241,49 +242,29 @@ def test_scores_to_file_equal_attribute_and_resume_after_a_crash(digits_mlp, tmp
     inf = InfluenceFunctions(model, ce, method="ekfac", damping=0.01, batch_size=32)
     expected = inf.attribute(test, train)
     path = tmp_path / "scores.npy"
-    calls = {"n": 0}
-    real_write = BlockFile.write
-
-    def failing_write(self, *args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise KeyboardInterrupt
-        return real_write(self, *args, **kwargs)
-
-    monkeypatch.setattr(BlockFile, "write", failing_write)
+    spy = WriteSpy(monkeypatch, crash_at=3)  # 2 test blocks x 5 training blocks; stopped at the third
     with pytest.raises(KeyboardInterrupt):
         inf.attribute_to_file(test, train, path, train_block=64, test_block=20)
     assert not path.exists() and (tmp_path / "scores.partial.npy").exists()
-    monkeypatch.setattr(BlockFile, "write", real_write)
-    done_before = BlockFile(path, (30, 300), key="other").n_done  # another key never reuses the blocks
-    assert done_before == 0
-    calls["n"] = 0
+    spy.resume()
     inf.attribute_to_file(test, train, path, train_block=64, test_block=20)
+    assert spy.blocks == list(range(2, 10))  # blocks 0 and 1 were finished before the stop
     torch.testing.assert_close(torch.from_numpy(np.load(path)), expected, rtol=1e-5, atol=1e-6)
     assert not (tmp_path / "scores.partial.npy").exists() and not (tmp_path / "scores.progress.json").exists()
 
 
-def test_resume_skips_finished_blocks(digits_mlp, tmp_path, monkeypatch) -> None:
+def test_a_partial_file_of_another_job_is_not_resumed(digits_mlp, tmp_path, monkeypatch) -> None:
     model, train, test = digits_mlp
     inf = InfluenceFunctions(model, ce, method="kfac", damping=0.01)
     expected = inf.attribute(test, train)
     path = tmp_path / "s.npy"
-    real_write, written = BlockFile.write, []
-
-    def record(self, block, *args, **kwargs):
-        written.append(block)
-        if len(written) == 2:
-            raise KeyboardInterrupt
-        return real_write(self, block, *args, **kwargs)
-
-    monkeypatch.setattr(BlockFile, "write", record)
+    spy = WriteSpy(monkeypatch, crash_at=2)
     with pytest.raises(KeyboardInterrupt):
         inf.attribute_to_file(test, train, path, train_block=100)
-    written.clear()
-    monkeypatch.setattr(BlockFile, "write", lambda self, block, *a, **k: (written.append(block),
-                                                                             real_write(self, block, *a, **k)))
+    assert BlockFile(path, (30, 300), key="another job").n_done == 0  # and it restarted the partial file
+    spy.resume()
     inf.attribute_to_file(test, train, path, train_block=100)
-    assert written == [1, 2]  # block 0 was finished before the crash
+    assert spy.blocks == [0, 1, 2]  # the other job's start wiped block 0: nothing to resume
     torch.testing.assert_close(torch.from_numpy(np.load(path)), expected, rtol=1e-5, atol=1e-6)
 
 

@@ -13,9 +13,9 @@ from torch import nn
 from xairepro.errors import UsageError
 from xairepro.explain import GradientStore, InfluenceFunctions, Projector, TracIn, per_example_gradients
 from xairepro.explain import gradient_store as store_module
-from xairepro.explain.block_files import BlockFile
 from xairepro.explain.gradient_store import score_against_stores
 from xairepro.explain.per_example_grads import random_projection
+from tda_helpers import WriteSpy
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -96,25 +96,17 @@ def test_store_holds_the_projected_gradients_and_is_reused(setup, tmp_path, monk
 def test_store_build_resumes_after_a_crash(setup, tmp_path, monkeypatch) -> None:
     model, x, _ = setup
     reference = GradientStore.build(tmp_path / "ref", model, rec_loss, x, dim=8, block_size=10).rows(0, 50)
-    real_write, n = BlockFile.write, {"calls": 0}
-
-    def crash(self, *args, **kwargs):
-        n["calls"] += 1
-        if n["calls"] == 3:
-            raise KeyboardInterrupt
-        return real_write(self, *args, **kwargs)
-
-    monkeypatch.setattr(BlockFile, "write", crash)
+    spy = WriteSpy(monkeypatch, crash_at=3)
     with pytest.raises(KeyboardInterrupt):
         GradientStore.build(tmp_path / "s", model, rec_loss, x, dim=8, block_size=10)
     with pytest.raises(UsageError, match="no finished gradient store"):
         GradientStore(tmp_path / "s")
-    monkeypatch.setattr(BlockFile, "write", real_write)
+    spy.resume()
     calls = []
     real = store_module.compute_gradients
     monkeypatch.setattr(store_module, "compute_gradients", lambda *a, **k: calls.append(1) or real(*a, **k))
     resumed = GradientStore.build(tmp_path / "s", model, rec_loss, x, dim=8, block_size=10)
-    assert len(calls) == 3  # blocks 0 and 1 were on disk
+    assert len(calls) == 3 and spy.blocks == [2, 3, 4]  # blocks 0 and 1 were on disk
     torch.testing.assert_close(resumed.rows(0, 50), reference)
 
 
