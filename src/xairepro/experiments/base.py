@@ -32,6 +32,7 @@ if TYPE_CHECKING:  # pandas and numpy are imported lazily: listing experiments s
 __all__ = [
     "Cell", "Context", "Record", "Reference", "Claim", "Verdict", "VerdictStatus", "Figure",
     "MetricSpec", "TableSpec", "Results", "ModelStore", "Experiment", "RECORD_FIELDS", "PRESET_DESCRIPTIONS",
+    "cell_dir",
 ]
 
 #: Columns of ``results.csv``, in order.
@@ -190,6 +191,15 @@ class TableSpec:
     title: str
     metrics: tuple[str, ...]
     source: str = ""
+
+
+def cell_dir(figures_dir: Path, experiment: str, key: str) -> Path:
+    """A cell's work folder (its ``ctx.cache_dir``), from the folder ``figures()`` is given (under
+    ``<out>/figures/``), so a figure can draw what a cell kept beside its records.
+
+    The runner keeps each cell's folder at ``<out>/cells/<experiment>/<key>`` (runner/run.py, store.py).
+    """
+    return Path(figures_dir).parents[1] / "cells" / experiment / key
 
 
 class Results:

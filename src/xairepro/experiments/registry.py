@@ -26,6 +26,7 @@ BUILTIN_EXPERIMENTS: dict[str, str] = {
     "labelfree-example-consistency": "xairepro.experiments.labelfree_study.example_consistency:ExampleConsistencyExperiment",
     "labelfree-pretext": "xairepro.experiments.labelfree_study.pretext:PretextExperiment",
     "labelfree-vae": "xairepro.experiments.labelfree_study.disentangled_vae:DisentangledVaeExperiment",
+    "labelfree-roar": "xairepro.experiments.labelfree_study.roar:RoarExperiment",
     "lico-accuracy": "xairepro.experiments.lico_study.accuracy:LicoAccuracyExperiment",
     "lico-insdel": "xairepro.experiments.lico_study.insdel:LicoInsDelExperiment",
     "lico-iou": "xairepro.experiments.lico_study.iou:LicoIouExperiment",

@@ -28,7 +28,8 @@ if TYPE_CHECKING:  # the training backend imports torch: study configs import th
 
     from xairepro.training import RunConfig, RunOutcome
 
-__all__ = ["TrainingSection", "ARTEFACT_VERSION", "accelerator", "model_key", "TrainedModel", "trained_model"]
+__all__ = ["TrainingSection", "ARTEFACT_VERSION", "accelerator", "model_key", "TrainedModel", "trained_model",
+           "with_context_data"]
 
 #: Bump when what the studies store beside a trained model changes (every cached model is then rebuilt).
 ARTEFACT_VERSION = 1
@@ -100,6 +101,16 @@ class TrainedModel:
         return sorted((self.folder / "checkpoints").glob("epoch_*.pt"))
 
 
+def with_context_data(ctx: Any, run: RunConfig) -> RunConfig:
+    """A copy of ``run`` reading its data where the context says (data folder, ``--download``); neither is
+    part of any key.  ``run`` itself is not changed."""
+    options = dict(run.data.options)
+    if getattr(ctx, "download", False):
+        options["download"] = True
+    data_dir = None if ctx.data_dir is None else str(ctx.data_dir)
+    return dataclasses.replace(run, data=dataclasses.replace(run.data, data_dir=data_dir, options=options))
+
+
 def trained_model(ctx: Any, run: RunConfig, *, name: str,
                   finish: Callable[[Path, RunOutcome], None] | None = None) -> TrainedModel:
     """Train ``run`` once through the runner's model cache (``ctx.models``) and return its folder.
@@ -113,12 +124,7 @@ def trained_model(ctx: Any, run: RunConfig, *, name: str,
     key = model_key(run)
 
     def build(folder: Path) -> None:
-        options = dict(run.data.options)
-        if getattr(ctx, "download", False):
-            options["download"] = True
-        data_dir = None if ctx.data_dir is None else str(ctx.data_dir)
-        data = dataclasses.replace(run.data, data_dir=data_dir, options=options)
-        outcome = train_run(dataclasses.replace(run, data=data, out_dir=str(folder)), progress=False)
+        outcome = train_run(dataclasses.replace(with_context_data(ctx, run), out_dir=str(folder)), progress=False)
         if finish is not None:
             finish(folder, outcome)
 

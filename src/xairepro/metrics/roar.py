@@ -4,7 +4,8 @@ For each attribution method and fraction p, the training inputs have their top-p
 summed |attribution|, as in ``feature_consistency``) replaced, a copy of the model is retrained from
 the same initial weights through ``xairepro.train.Engine``, and its loss on the unmodified test set
 is reported.  If the explanations found the informative features, the test loss rises faster than
-for Random removal.  Fraction 0 (no removal) is trained once and shared by all methods.
+for Random removal.  Fraction 0 (no removal) and fraction 1 (every feature removed: the same training
+data whatever the ranking) are each trained once and shared by all methods.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 
 from xairepro.errors import UsageError
@@ -103,7 +105,7 @@ def roar(model: nn.Module, objective: Any, x_train: Tensor, x_test: Tensor,
 
     losses: dict[str, list[float]] = {name: [] for name in attributions}
     histories: dict[str, list[list[dict[str, float]]]] = {name: [] for name in attributions}
-    clean: tuple[float, list[dict[str, float]]] | None = None
+    shared: dict[str, tuple[float, list[dict[str, float]]]] = {}   # "unmodified", "all-removed"
     for name, method_scores in scores.items():
         ranks = rank_positions(method_scores)
         dim = _channel_dim(x_train.ndim)
@@ -112,8 +114,14 @@ def roar(model: nn.Module, objective: Any, x_train: Tensor, x_test: Tensor,
         for fraction in values:
             m = n_masked(fraction, method_scores.shape[1])
             if m == 0:
-                clean = clean or train_and_test(x_train, "unmodified")
-                loss, history = clean
+                if "unmodified" not in shared:
+                    shared["unmodified"] = train_and_test(x_train, "unmodified")
+                loss, history = shared["unmodified"]
+            elif m == method_scores.shape[1]:
+                if "all-removed" not in shared:
+                    masks = torch.ones(x_train.shape[0], *spatial, dtype=torch.bool, device=x_train.device)
+                    shared["all-removed"] = train_and_test(mask_inputs(x_train, masks, repl), "all-removed")
+                loss, history = shared["all-removed"]
             else:
                 masks = (ranks < m).reshape(x_train.shape[0], *spatial)
                 folder = f"{_safe(name)}/p{round(100 * fraction, 3):g}"

@@ -22,7 +22,7 @@ from xairepro.train.config import TrainConfig
 
 __all__ = [
     "STUDY", "SOURCE", "DATA_SEED", "ModelSetup", "LabelFreeExperiment", "check_fractions", "check_seeds",
-    "check_choices", "check_claim_fractions", "set_name",
+    "check_choices", "check_claim_fractions", "set_name", "set_dataset", "ENCODER_VARIANTS",
     "pct", "STUDY_DATA", "stand_in_note", "frac_metric", "parse_frac_metric",
 ]
 
@@ -37,6 +37,8 @@ STUDY_DATA: dict[str, str] = {
     "dsprites": "dSprites",
 }
 _STAND_INS: dict[str, str] = {"digits": "mnist", "ecg-gen": "ecg5000", "dsprites-gen": "dsprites"}
+#: Set keys that change only the encoder of a study set: key -> (the set's key, the encoder's label).
+ENCODER_VARIANTS: dict[str, tuple[str, str]] = {"cifar10_densenet": ("cifar10", "DenseNet-121")}
 
 
 def stand_in_note(study_key: str, data: str) -> str:
@@ -95,8 +97,18 @@ def check_claim_fractions(claim_fractions: list[float], fractions: list[float]) 
 
 
 def set_name(key: str, data: str) -> str:
-    """A data set as the study names it, with the stand-in that replaced it: "MNIST (digits)"."""
-    return STUDY_DATA[key] + (f" ({data})" if data != key else "")
+    """A data set as the study names it, with the stand-in that replaced it: "MNIST (digits)"; a set that
+    changes only the encoder says which: "CIFAR-10, DenseNet-121 encoder"."""
+    base, encoder = ENCODER_VARIANTS.get(key, (key, ""))
+    return STUDY_DATA[base] + (f" ({data})" if data != base else "") + (f", {encoder} encoder" if encoder else "")
+
+
+def set_dataset(key: str, setup: ModelSetup) -> str:
+    """The ``dataset`` of a set's cells and records: its data set's name, plus the backbone for a set that
+    changes only the encoder (``cifar10-densenet121``), so its rows never mix with the set's own."""
+    if key in ENCODER_VARIANTS:
+        return f"{setup.data}-{setup.model_kwargs.get('backbone', setup.model)}"
+    return setup.data
 
 
 def check_seeds(seeds: list[int], what: str = "seeds") -> None:
@@ -194,4 +206,9 @@ PAPER_CIFAR_SIMCLR: dict[str, Any] = {
     "model_kwargs": {"backbone": "resnet18", "projection_dim": 128}, "method": "simclr",
     "method_options": {"temperature": 0.5}, "epochs": 100, "batch_size": 512, "optimizer": "sgd", "lr": 0.6,
     "momentum": 0.9, "weight_decay": 1e-6, "schedule": "cosine", "patience": 0, "checkpoint_every": 0,
+}
+#: The reproduction's DenseNet-121 SimCLR encoder (its Section 4.2, Figures 5c and 18): the same training
+#: (Table 4 lists one set of SimCLR hyperparameters for both encoders), the backbone swapped.
+PAPER_CIFAR_DENSENET: dict[str, Any] = {
+    **PAPER_CIFAR_SIMCLR, "model_kwargs": {**PAPER_CIFAR_SIMCLR["model_kwargs"], "backbone": "densenet121"},
 }

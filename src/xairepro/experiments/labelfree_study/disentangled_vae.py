@@ -1,11 +1,14 @@
 """Disentangled VAEs: is saliency interpretability tied to disentanglement? (seed 003, Figure 4; claim 4.)
 
 beta-VAEs and TC-VAEs (beta in {1, 5, 10}) are trained on MNIST (d = 3, 32 px) and dSprites (d = 6);
-for each test image the per-unit maps |mu_j(x) · a(mu_j, x)| (label-free GradientShap, zero baseline)
-are compared: mean off-diagonal Pearson (pooled over the test set, as the original; also per example),
-Spearman (pooled), cosine (per example), attribution entropy and active units.
+for each test image the per-unit maps |mu_j(x) · a(mu_j, x)| (label-free GradientShap, zero baseline; and,
+as the reproduction's extension, Integrated Gradients: its Figure 14) are compared: mean off-diagonal
+Pearson (pooled over the test set, as the original; also per example), Spearman (pooled), cosine (per
+example), attribution entropy and active units.  The attribution method is a grid axis: GradientShap cells
+keep their variant (``beta-vae beta=1``) and parameters; the others are ``beta-vae beta=1 (integrated_gradients)``.
+Each cell keeps the unit maps of 4 test images for the per-unit saliency figures (Figures 3, 17).
 
-Claim 4 (per data set, every VAE type): the Pearson correlation between unit maps does not decrease as
+Claim 4 (per data set and attribution method, every VAE type): the Pearson correlation between unit maps does not decrease as
 beta grows.  With D = mean Pearson at the largest beta - mean at the smallest (unpaired over runs) and u
 its uncertainty: holds when D - u > -tolerance (any decrease is below ``tolerance``), fails when
 D + u < -tolerance (a decrease larger than ``tolerance``), inconclusive otherwise.  A correlation between
@@ -27,11 +30,11 @@ from xairepro.experiments.base import Cell, Claim, Context, Figure, MetricSpec, 
 from xairepro.experiments.labelfree_study.common import (
     SOURCE, LabelFreeExperiment, ModelSetup, check_choices, check_seeds, set_name,
 )
-from xairepro.experiments.labelfree_study.sets import VAE_TYPES, VaeSet, vae_setup
+from xairepro.experiments.labelfree_study.sets import UNIT_MAPS, VAE_METHODS, VAE_TYPES, VaeSet, vae_setup
 from xairepro.experiments.labelfree_study.stats import CLAIM_Z, fmt_diff, unpaired_difference
 
-__all__ = ["VaeSet", "DisentangledVaeConfig", "DisentangledVaeExperiment", "VAE_TYPES", "vae_variant",
-           "parse_vae_variant", "vae_setup"]
+__all__ = ["VaeSet", "DisentangledVaeConfig", "DisentangledVaeExperiment", "VAE_TYPES", "VAE_METHODS",
+           "vae_variant", "parse_vae_variant", "variant_method", "vae_setup"]
 
 STATISTICS = ("pearson", "pearson_per_example", "spearman", "cosine", "entropy", "active_units",
               "informative_units")
@@ -41,16 +44,25 @@ LABELS = {"pearson": "Pearson (pooled)", "pearson_per_example": "Pearson (per ex
           "spearman": "Spearman (pooled)", "cosine": "cosine", "entropy": "attribution entropy (nats)",
           "active_units": "active units (units sharing a feature's saliency above 1/d)",
           "informative_units": "informative units (Var_x mu_j > 0.01)"}
-_VARIANT = re.compile(r"^(?P<type>[a-z-]+) beta=(?P<beta>[0-9.eE+-]+)$")
+_VARIANT = re.compile(r"^(?P<type>[a-z-]+) beta=(?P<beta>[0-9.eE+-]+)(?: \((?P<method>[a-z_]+)\))?$")
+METHOD_LABELS = {"gradient_shap": "Gradient Shap", "integrated_gradients": "Integrated Gradients"}
 
 
-def vae_variant(vae_type: str, beta: float) -> str:
-    return f"{vae_type} beta={beta:g}"
+def vae_variant(vae_type: str, beta: float, method: str = "gradient_shap") -> str:
+    """``beta-vae beta=1``: the study's GradientShap maps; another method is named: ``... (integrated_gradients)``."""
+    return f"{vae_type} beta={beta:g}" + ("" if method == "gradient_shap" else f" ({method})")
 
 
 def parse_vae_variant(variant: str) -> tuple[str, float] | None:
+    """(VAE type, beta) of a variant, None for another name."""
     m = _VARIANT.match(variant)
     return (m.group("type"), float(m.group("beta"))) if m else None
+
+
+def variant_method(variant: str) -> str:
+    """The attribution method of a variant (``gradient_shap`` when none is named)."""
+    m = _VARIANT.match(variant)
+    return (m.group("method") or "gradient_shap") if m else ""
 
 
 def _vae(data: str, options: dict[str, Any], latent: int, image_size: int, **train: Any) -> dict[str, Any]:
@@ -79,7 +91,9 @@ class DisentangledVaeConfig:
     vae_types: list[str] = field(default_factory=lambda: list(VAE_TYPES))
     betas: list[float] = field(default_factory=lambda: [1.0, 5.0, 10.0])
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2, 3, 4])
+    methods: list[str] = field(default_factory=lambda: ["gradient_shap"])
     gradient_shap_samples: int = 5
+    ig_steps: int = 50
     batch_size: int = 500
     tolerance: float = 0.1
     claim_z: float = CLAIM_Z
@@ -91,21 +105,26 @@ class DisentangledVaeConfig:
         for key in self.datasets:
             getattr(self, key).validate(key)
         check_choices(self.vae_types, VAE_TYPES, "vae_types")
+        check_choices(self.methods, VAE_METHODS, "methods")
         if len(self.betas) < 2 or len(set(self.betas)) != len(self.betas) or min(self.betas) < 0:
             raise ConfigError(f"betas must be at least two distinct values >= 0, got {self.betas}")
-        if self.gradient_shap_samples < 1 or self.batch_size < 1 or self.tolerance < 0 or self.claim_z <= 0:
-            raise ConfigError("gradient_shap_samples and batch_size must be >= 1, tolerance >= 0, claim_z > 0")
+        if min(self.gradient_shap_samples, self.ig_steps, self.batch_size) < 1 or self.tolerance < 0 \
+                or self.claim_z <= 0:
+            raise ConfigError("gradient_shap_samples, ig_steps and batch_size must be >= 1, tolerance >= 0, "
+                              "claim_z > 0")
 
 
 class DisentangledVaeExperiment(LabelFreeExperiment):
     name = "labelfree-vae"
     title = "Disentangled VAEs: correlation between the saliency maps of latent units vs beta"
-    reproduces = "seed 003, Figure 4"
+    reproduces = "seed 003, Figure 4 (and Figure 14: Integrated Gradients; Figures 3, 17: unit maps)"
     version = "2"
     config_class = DisentangledVaeConfig
     presets = {
-        "quick": {"datasets": ["mnist", "dsprites"], "seeds": [0, 1], "betas": [1.0, 10.0], **QUICK_SETS},
-        "paper": {"datasets": ["mnist", "dsprites"], "seeds": [0, 1, 2, 3, 4], "use_gpu": True, **PAPER_SETS},
+        "quick": {"datasets": ["mnist", "dsprites"], "seeds": [0, 1], "betas": [1.0, 10.0],
+                  "methods": list(VAE_METHODS), "ig_steps": 4, **QUICK_SETS},
+        "paper": {"datasets": ["mnist", "dsprites"], "seeds": [0, 1, 2, 3, 4], "use_gpu": True,
+                  "methods": list(VAE_METHODS), "ig_steps": 50, **PAPER_SETS},
     }
     metrics = {s: MetricSpec(LABELS[s]) for s in STATISTICS}
     tables = (TableSpec("Saliency statistics of the latent units' maps", STATISTICS,
@@ -115,12 +134,17 @@ class DisentangledVaeExperiment(LabelFreeExperiment):
         out = []
         for key in cfg.datasets:
             vs: VaeSet = getattr(cfg, key)
-            for vae_type in cfg.vae_types:
-                for beta in cfg.betas:
-                    params = {"set": key, "vae_set": config_to_dict(vs), "vae_type": vae_type, "beta": float(beta),
-                              "gradient_shap_samples": cfg.gradient_shap_samples, "batch_size": cfg.batch_size}
-                    out += [self.study_cell(cfg, vs.model.data, vae_variant(vae_type, beta), seed, params)
-                            for seed in cfg.seeds]
+            for method in cfg.methods:
+                for vae_type in cfg.vae_types:
+                    for beta in cfg.betas:
+                        params = {"set": key, "vae_set": config_to_dict(vs), "vae_type": vae_type,
+                                  "beta": float(beta), "batch_size": cfg.batch_size}
+                        if method == "gradient_shap":      # the parameters the study's cells always had
+                            params["gradient_shap_samples"] = cfg.gradient_shap_samples
+                        else:
+                            params.update(method=method, ig_steps=cfg.ig_steps)
+                        out += [self.study_cell(cfg, vs.model.data, vae_variant(vae_type, beta, method), seed, params)
+                                for seed in cfg.seeds]
         return out
 
     def run_cell(self, cell: Cell, ctx: Context) -> list[Record]:
@@ -135,12 +159,15 @@ class DisentangledVaeExperiment(LabelFreeExperiment):
         for key in cfg.datasets:
             data = getattr(cfg, key).model.data
             name = set_name(key, data)
-            out.append(Claim(
-                f"claim4-{key}",
-                f"Claim 4 on {name}: the Pearson correlation between the latent units' saliency maps does not "
-                f"decrease (by more than {cfg.tolerance:g}) from beta = {low:g} to beta = {high:g}, for "
-                f"{' and '.join(cfg.vae_types)}",
-                _claim4_check(cfg, data), SOURCE + ", Section 4.1 (Figure 4)"))
+            for method in cfg.methods:
+                study = method == "gradient_shap"
+                out.append(Claim(
+                    f"claim4-{key}" + ("" if study else f"-{method}"),
+                    f"Claim 4 on {name}: the Pearson correlation between the latent units' saliency maps "
+                    f"({METHOD_LABELS[method]}) does not decrease (by more than {cfg.tolerance:g}) from beta = "
+                    f"{low:g} to beta = {high:g}, for {' and '.join(cfg.vae_types)}",
+                    _claim4_check(cfg, data, method),
+                    SOURCE + (", Section 4.1 (Figure 4)" if study else ", Section 4.2 and Appendix A.6 (Figure 14)")))
         return out
 
     def figures(self, results: Results, out_dir: Path) -> list[Figure]:
@@ -152,37 +179,70 @@ class DisentangledVaeExperiment(LabelFreeExperiment):
         for dataset in dict.fromkeys(frame["dataset"]):
             variants = [v for v in dict.fromkeys(frame[frame["dataset"] == dataset]["variant"])
                         if parse_vae_variant(v)]
-            groups: dict[str, list[tuple[float, Any]]] = {}
-            for v in variants:
-                vae_type, beta = parse_vae_variant(v)  # type: ignore[misc]
-                groups.setdefault(vae_type, []).append((beta, results.values("pearson", dataset, v)))
-            if groups:
-                path = metric_vs_beta(list(groups.items()), Path(out_dir) / f"vae_pearson_{dataset}.png",
-                                      ylabel="Pearson between unit maps (pooled)", title=dataset)
+            for method in dict.fromkeys(variant_method(v) for v in variants):
+                groups: dict[str, list[tuple[float, Any]]] = {}
+                for v in (v for v in variants if variant_method(v) == method):
+                    vae_type, beta = parse_vae_variant(v)  # type: ignore[misc]
+                    groups.setdefault(vae_type, []).append((beta, results.values("pearson", dataset, v)))
+                study = method == "gradient_shap"
+                tag = "" if study else f"_{method}"
+                path = metric_vs_beta(list(groups.items()), Path(out_dir) / f"vae_pearson_{dataset}{tag}.png",
+                                      ylabel="Pearson between unit maps (pooled)",
+                                      title=dataset if study else f"{dataset}, {METHOD_LABELS[method]}")
                 out.append(Figure(path, f"Disentangled VAEs on {dataset}: Pearson correlation between the latent "
-                                        "units' saliency maps vs beta, one point per run (seed 003, Figure 4)"))
+                                        f"units' {METHOD_LABELS[method]} saliency maps vs beta, one point per run "
+                                        f"(seed 003, Figure {4 if study else 14})"))
+                out += self._unit_map_figure(results, dataset, method, out_dir)
         return out
+
+    def _unit_map_figure(self, results: Results, dataset: str, method: str, out_dir: Path) -> list[Figure]:
+        """Per-unit maps of the test images each VAE type's cell kept: largest beta, first run (Figures 3, 17)."""
+        # lazy: torch and matplotlib, only when drawing (listing experiments stays cheap)
+        from xairepro.experiments.labelfree_study.figures import load_cell_file, unit_map_grid
+
+        frame = results.frame[results.frame["dataset"] == dataset]
+        variants = [v for v in dict.fromkeys(frame["variant"]) if variant_method(v) == method]
+        if not variants:
+            return []
+        high = max(parse_vae_variant(v)[1] for v in variants)  # type: ignore[index]
+        seed = int(frame["seed"].min())
+        blocks = []
+        for v in variants:
+            vae_type, beta = parse_vae_variant(v)  # type: ignore[misc]
+            kept = load_cell_file(results, out_dir, self.name, dataset, v, seed, UNIT_MAPS) if beta == high else None
+            if kept is not None:
+                blocks.append((f"{vae_type}, beta={beta:g}", kept["images"], kept["maps"]))
+        if not blocks:
+            return []
+        tag = "" if method == "gradient_shap" else f"_{method}"
+        path = unit_map_grid(blocks, Path(out_dir) / f"vae_unit_maps_{dataset}{tag}.png",
+                             title=f"{dataset}: |{METHOD_LABELS[method]}| of each latent unit")
+        figure = 3 if method == "gradient_shap" else 17
+        return [Figure(path, f"Disentangled VAEs on {dataset}: saliency map of each latent unit "
+                             f"({METHOD_LABELS[method]}) for {blocks[0][1].shape[0]} test images, largest beta, run "
+                             f"{seed}; maps scaled per image (seed 003, Figure {figure})")]
 
     def describe(self, cfg: DisentangledVaeConfig) -> dict[str, Any]:
         sets = {key: f"{getattr(cfg, key).model.data} ({getattr(cfg, key).model.model}, d = "
                      f"{getattr(cfg, key).model.model_kwargs.get('latent_dim')}), "
                      f"{getattr(cfg, key).n_test or 'all'} test images" for key in cfg.datasets}
-        return {"data_sets": sets, "attribution": f"per-unit |label-free GradientShap|, "
-                f"{cfg.gradient_shap_samples} samples, zero baseline", "claim_rule":
+        return {"data_sets": sets, "attribution": f"per-unit |label-free {', '.join(cfg.methods)}|, GradientShap "
+                f"{cfg.gradient_shap_samples} samples, IG {cfg.ig_steps} steps, zero baseline", "claim_rule":
                 f"unpaired over runs, {cfg.claim_z:g} standard errors, tolerance {cfg.tolerance:g}"}
 
 
-def _claim4_check(cfg: DisentangledVaeConfig, dataset: str):
+def _claim4_check(cfg: DisentangledVaeConfig, dataset: str, method: str = "gradient_shap"):
     low, high = min(cfg.betas), max(cfg.betas)
 
     def check(results: Results) -> Verdict:
         statuses, parts, numbers = [], [], {}
         for vae_type in cfg.vae_types:
-            d = unpaired_difference(results.values("pearson", dataset, vae_variant(vae_type, high)),
-                                    results.values("pearson", dataset, vae_variant(vae_type, low)), cfg.claim_z)
+            d = unpaired_difference(results.values("pearson", dataset, vae_variant(vae_type, high, method)),
+                                    results.values("pearson", dataset, vae_variant(vae_type, low, method)),
+                                    cfg.claim_z)
             numbers[f"{vae_type} change"] = d.mean
             numbers[f"{vae_type} uncertainty"] = d.uncertainty
-            informative = {beta: results.values("informative_units", dataset, vae_variant(vae_type, beta))
+            informative = {beta: results.values("informative_units", dataset, vae_variant(vae_type, beta, method))
                            for beta in (low, high)}
             fewest = min((float(v.min()) if v.size else float("nan") for v in informative.values()),
                          key=lambda u: -1.0 if u != u else u)   # a side not recorded (NaN) counts as none

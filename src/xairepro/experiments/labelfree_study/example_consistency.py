@@ -5,7 +5,9 @@ method scores each (test, train) pair, and the similarity rate is the share of a
 (least) important training examples sharing its label, K = int(p · n_train) for p = 5 ... 100%.
 Loss-based methods (influence functions, TracIn) take gradients of the autoencoder's reconstruction
 loss w.r.t. the encoder's parameters; representation-based ones (SimplEx, DkNN) use the encoder's
-latents.  CIFAR-10 (SimCLR, contrastive loss) has only the representation-based ones, as in the study.
+latents.  CIFAR-10 (SimCLR, contrastive loss) has only the representation-based ones, as in the study;
+``cifar10_densenet`` is CIFAR-10 with the reproduction's DenseNet-121 SimCLR encoder (its Figure 18;
+paper preset only).
 Claim 2 (per data set): Most > Least for every method at the small fractions, decided across runs.
 """
 
@@ -21,8 +23,9 @@ from xairepro.config import config_to_dict
 from xairepro.errors import ConfigError
 from xairepro.experiments.base import Cell, Claim, Context, Figure, MetricSpec, Record, Results, TableSpec, Verdict
 from xairepro.experiments.labelfree_study.common import (
-    PAPER_CIFAR_SIMCLR, PAPER_ECG_AE, PAPER_MNIST_DAE, QUICK_ECG_AE, QUICK_MNIST_DAE, SOURCE, LabelFreeExperiment,
-    ModelSetup, check_choices, check_claim_fractions, check_fractions, check_seeds, frac_metric, pct, set_name,
+    PAPER_CIFAR_DENSENET, PAPER_CIFAR_SIMCLR, PAPER_ECG_AE, PAPER_MNIST_DAE, QUICK_ECG_AE, QUICK_MNIST_DAE, SOURCE,
+    LabelFreeExperiment, ModelSetup, check_choices, check_claim_fractions, check_fractions, check_seeds, frac_metric,
+    pct, set_dataset, set_name,
 )
 from xairepro.experiments.labelfree_study.sets import EXAMPLE_METHODS, LEAST, MOST, ExampleSet, LissaSettings
 from xairepro.experiments.labelfree_study.stats import CLAIM_Z, combine, paired_difference, per_seed
@@ -35,6 +38,7 @@ __all__ = ["ExampleSet", "LissaSettings", "ExampleConsistencyConfig", "ExampleCo
 METHOD_LABELS = {"influence_functions": "Influence Functions", "tracin": "TracIn", "simplex": "SimplEx",
                  "dknn": "DKNN"}
 FRACTIONS = [0.05, 0.1, 0.2, 0.5, 0.7, 1.0]
+SET_KEYS = ("mnist", "ecg5000", "cifar10", "cifar10_densenet")
 
 
 def _set(model: dict[str, Any], methods: list[str], n_train: int, n_test: int, balance_train: bool,
@@ -53,6 +57,8 @@ class ExampleConsistencyConfig:
     cifar10: ExampleSet = field(default_factory=lambda: ExampleSet(ModelSetup(**PAPER_CIFAR_SIMCLR),
                                                                    ["simplex", "dknn"], balance_train=False,
                                                                    balance_test=False))
+    cifar10_densenet: ExampleSet = field(default_factory=lambda: ExampleSet(
+        ModelSetup(**PAPER_CIFAR_DENSENET), ["simplex", "dknn"], balance_train=False, balance_test=False))
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     fractions: list[float] = field(default_factory=lambda: list(FRACTIONS))
     lissa: LissaSettings = field(default_factory=LissaSettings)
@@ -64,7 +70,7 @@ class ExampleConsistencyConfig:
 
     def validate(self) -> None:
         check_seeds(self.seeds)
-        check_choices(self.datasets, ("mnist", "ecg5000", "cifar10"), "datasets", "keys")
+        check_choices(self.datasets, SET_KEYS, "datasets", "keys")
         for key in self.datasets:
             getattr(self, key).validate(key)
         check_fractions(self.fractions, "fractions")
@@ -76,7 +82,7 @@ class ExampleConsistencyConfig:
 class ExampleConsistencyExperiment(LabelFreeExperiment):
     name = "labelfree-example-consistency"
     title = "Label-free example importance: similarity rates of the most and least important examples"
-    reproduces = "seed 003, Figure 2"
+    reproduces = "seed 003, Figure 2 (and Figure 18: DenseNet-121 encoder)"
     version = "1"
     config_class = ExampleConsistencyConfig
     presets = {
@@ -84,11 +90,12 @@ class ExampleConsistencyExperiment(LabelFreeExperiment):
                   "lissa": {"depth": 4, "hessian_batch_size": 16},
                   "mnist": _set(QUICK_MNIST_DAE, list(EXAMPLE_METHODS), 200, 200, True, True),
                   "ecg5000": _set(QUICK_ECG_AE, ["tracin", "simplex", "dknn"], 120, 120, True, False)},
-        "paper": {"datasets": ["mnist", "ecg5000", "cifar10"], "seeds": [0, 1, 2], "use_gpu": True,
+        "paper": {"datasets": ["mnist", "ecg5000", "cifar10", "cifar10_densenet"], "seeds": [0, 1, 2], "use_gpu": True,
                   "lissa": {"depth": 100, "damping": 1.0, "scale": 1000.0, "hessian_batch_size": 200},
                   "mnist": _set(PAPER_MNIST_DAE, list(EXAMPLE_METHODS), 1000, 1000, True, True),
                   "ecg5000": _set(PAPER_ECG_AE, list(EXAMPLE_METHODS), 1000, 1000, True, False),
-                  "cifar10": _set(PAPER_CIFAR_SIMCLR, ["simplex", "dknn"], 1000, 1000, False, False)},
+                  "cifar10": _set(PAPER_CIFAR_SIMCLR, ["simplex", "dknn"], 1000, 1000, False, False),
+                  "cifar10_densenet": _set(PAPER_CIFAR_DENSENET, ["simplex", "dknn"], 1000, 1000, False, False)},
     }
     metrics = {**{frac_metric(MOST, f): MetricSpec(f"similarity rate, {pct(f)} most important",
                                                    higher_is_better(MOST)) for f in FRACTIONS},
@@ -112,8 +119,11 @@ class ExampleConsistencyExperiment(LabelFreeExperiment):
                     params["lissa"] = config_to_dict(cfg.lissa)
                 if method == "simplex":
                     params["simplex"] = {"steps": cfg.simplex_steps, "lr": cfg.simplex_lr}
-                out += [self.study_cell(cfg, es.model.data, method, seed, params) for seed in cfg.seeds]
+                out += [self.study_cell(cfg, set_dataset(key, es.model), method, seed, params) for seed in cfg.seeds]
         return out
+
+    def datasets(self, cfg: ExampleConsistencyConfig) -> list[str]:
+        return sorted({getattr(cfg, key).model.data for key in cfg.datasets})
 
     def run_cell(self, cell: Cell, ctx: Context) -> list[Record]:
         # lazy: the computation imports torch and the explainers (listing experiments stays cheap)
@@ -131,7 +141,7 @@ class ExampleConsistencyExperiment(LabelFreeExperiment):
                 f"Claim 2 on {name}: the most important training examples share the test label more often than "
                 f"the least important ones (Most > Least) for {', '.join(METHOD_LABELS[m] for m in es.methods)}, "
                 f"at {', '.join(pct(f) for f in cfg.claim_fractions)} of the examples",
-                _claim2_check(cfg, es), SOURCE + ", Section 4.1 (Figure 2)"))
+                _claim2_check(cfg, set_dataset(key, es.model), es), SOURCE + ", Section 4.1 (Figure 2)"))
         return out
 
     def figures(self, results: Results, out_dir: Path) -> list[Figure]:
@@ -172,8 +182,7 @@ def _band(values: Any) -> Any:
     return values if values.shape[1] >= 3 else np.nanmean(values, 1)
 
 
-def _claim2_check(cfg: ExampleConsistencyConfig, es: ExampleSet):
-    dataset = es.model.data
+def _claim2_check(cfg: ExampleConsistencyConfig, dataset: str, es: ExampleSet):
 
     def check(results: Results) -> Verdict:
         outcomes = {}

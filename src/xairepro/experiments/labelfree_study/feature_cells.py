@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -10,13 +11,16 @@ from torch import Tensor
 from xairepro.config import resolve_config
 from xairepro.experiments.base import Cell, Context, Record
 from xairepro.experiments.labelfree_study.common import frac_metric
-from xairepro.experiments.labelfree_study.sets import PREFIX, FeatureSet, variant_name
+from xairepro.experiments.labelfree_study.sets import MASKED_EXAMPLES, N_SHOWN, PREFIX, FeatureSet, variant_name
 from xairepro.experiments.labelfree_study.trained_models import load_tensors, pick_indices, trained_model
 from xairepro.explain import LabelFreeAttribution
 from xairepro.metrics import feature_consistency
-from xairepro.utils import derive_seed
+from xairepro.metrics.consistency import random_attributions
+from xairepro.metrics.roar import removed_inputs
+from xairepro.utils import atomic_torch_save, derive_seed
 
-__all__ = ["feature_consistency_records", "attribution_kwargs", "resolve_baseline"]
+__all__ = ["feature_consistency_records", "attribution_kwargs", "resolve_baseline", "masked_examples",
+           "as_pixels"]
 
 
 def resolve_baseline(kind: str, ctx: Context, fs: FeatureSet) -> Any:
@@ -48,8 +52,23 @@ def attributions(encoder: torch.nn.Module, x: Tensor, method: str, baseline: Any
                         **attribution_kwargs(method, ig_steps, gs_samples))
 
 
+def as_pixels(images: Tensor) -> Tensor:
+    """Images in [0, 1] as uint8 on the CPU: what a figure needs, a quarter of the bytes."""
+    return (images.detach().float().clamp(0, 1) * 255).round().to(torch.uint8).cpu()
+
+
+def masked_examples(x: Tensor, attr: Tensor | str, fractions: list[float], replacement: Any, *, seed: int,
+                    n: int = N_SHOWN) -> Tensor:
+    """The first ``n`` examples of ``x`` with their top-p% features replaced, for every fraction:
+    (F, n, ...), exactly the inputs :func:`~xairepro.metrics.feature_consistency` scores ("random":
+    the same draw over the whole of ``x``, then its first rows)."""
+    ranking = random_attributions(x, seed)[:n] if isinstance(attr, str) else attr[:n]
+    return torch.stack([removed_inputs(x[:n], ranking, f, replacement) for f in fractions])
+
+
 def feature_consistency_records(cell: Cell, ctx: Context) -> list[Record]:
-    """Train-or-fetch the set's encoder, attribute its test examples, mask, record the latent shifts."""
+    """Train-or-fetch the set's encoder, attribute its test examples, mask, record the latent shifts; keep
+    the first test images masked at every fraction (images; not road) for the masked-image figures."""
     p = cell.params
     fs = resolve_config(FeatureSet, values=dict(p["feature_set"]))
     trained = trained_model(ctx, fs.model, cell.seed)
@@ -59,7 +78,8 @@ def feature_consistency_records(cell: Cell, ctx: Context) -> list[Record]:
     baseline = resolve_baseline(fs.baseline, ctx, fs)
     replacements = {r: resolve_baseline(r, ctx, fs) if r == "mean" else r for r in fs.replacements}
     fractions = [float(f) for f in p["fractions"]]
-    records = []
+    primary = str(p.get("primary", fs.replacements[0]))
+    records, shown = [], {}
     for method in p["methods"]:
         attr = attributions(encoder, x, method, baseline, seed=cell.seed, ig_steps=p["ig_steps"],
                             gs_samples=p["gradient_shap_samples"], batch_size=p["batch_size"])
@@ -68,7 +88,13 @@ def feature_consistency_records(cell: Cell, ctx: Context) -> list[Record]:
             kept = [f for f in fractions if f < 1.0] if replacement == "road" else fractions
             shifts = feature_consistency(encoder, x, attr, kept, replacement=value,
                                          seed=derive_seed(cell.seed, "random"), batch_size=p["batch_size"])
-            variant = variant_name(method, replacement, fs.replacements[0])
+            variant = variant_name(method, replacement, primary)
             records += [cell.record(frac_metric(PREFIX, f), float(s), variant=variant)
                         for f, s in zip(kept, shifts.tolist())]
+            if x.ndim == 4 and replacement != "road":
+                shown[variant] = as_pixels(masked_examples(x, attr, fractions, value,
+                                                           seed=derive_seed(cell.seed, "random")))
+    if shown:
+        atomic_torch_save({"images": as_pixels(x[:N_SHOWN]), "fractions": fractions, "masked": shown,
+                           "primary": primary}, Path(ctx.cache_dir) / MASKED_EXAMPLES)
     return records

@@ -13,6 +13,14 @@ baseline); ``zeros`` on CIFAR-10 is the study's black-pixel variant (its Figure 
 the study) imputes the removed features from the kept ones as ROAD does (noisy linear imputation;
 linear interpolation in time for series), at the fractions below 100%: claim 1 is decided under it too,
 and a verdict-robustness claim says whether claim 1's verdict depends on the removal (metric-fragile).
+
+Cells: one per set, run and attribution baseline (``sets.cell_sets``): the first replacement is scored with
+the set's baseline (road too, with those attributions); a further replacement that can be a baseline is its
+own cell attributed with it (the reproduction's black-pixel variant of CIFAR-10, Figures 5b and 13; the
+quick preset shows the axis as blur on the digits stand-in).  ``cifar10_densenet`` is CIFAR-10 with the
+reproduction's DenseNet-121 SimCLR encoder (Figure 5c; paper preset only: one SimCLR epoch on 300 images
+costs ~90 s of CPU).  Each cell keeps its first test images masked at every fraction (``masked_examples.pt``,
+not for road) for the masked-image figures (Figures 6, 13).
 """
 
 from __future__ import annotations
@@ -27,10 +35,13 @@ from xairepro.config import config_to_dict
 from xairepro.errors import ConfigError
 from xairepro.experiments.base import Cell, Claim, Context, Figure, MetricSpec, Record, Results, TableSpec, Verdict
 from xairepro.experiments.labelfree_study.common import (
-    PAPER_CIFAR_SIMCLR, PAPER_ECG_AE, PAPER_MNIST_DAE, QUICK_ECG_AE, QUICK_MNIST_DAE, SOURCE, LabelFreeExperiment,
-    ModelSetup, check_choices, check_claim_fractions, check_fractions, check_seeds, frac_metric, pct, set_name,
+    PAPER_CIFAR_DENSENET, PAPER_CIFAR_SIMCLR, PAPER_ECG_AE, PAPER_MNIST_DAE, QUICK_ECG_AE, QUICK_MNIST_DAE, SOURCE,
+    LabelFreeExperiment, ModelSetup, check_choices, check_claim_fractions, check_fractions, check_seeds, frac_metric,
+    pct, set_dataset, set_name,
 )
-from xairepro.experiments.labelfree_study.sets import BASELINES, PREFIX, REPLACEMENTS, FeatureSet, variant_name
+from xairepro.experiments.labelfree_study.sets import (
+    BASELINES, MASKED_EXAMPLES, PREFIX, REPLACEMENTS, FeatureSet, cell_sets, variant_name,
+)
 from xairepro.experiments.labelfree_study.stats import CLAIM_Z, Difference, combine, paired_difference, per_seed
 from xairepro.experiments.robustness import FRAGILE, metric_robustness
 from xairepro.metrics import higher_is_better
@@ -43,6 +54,7 @@ FEATURE_METHODS = ("integrated_gradients", "gradient_shap", "saliency", "random"
 METHOD_LABELS = {"integrated_gradients": "Integrated Gradients", "gradient_shap": "Gradient Shap",
                  "saliency": "Saliency", "random": "Random"}
 FRACTIONS = [0.05, 0.1, 0.2, 0.5, 0.8, 1.0]
+SET_KEYS = ("mnist", "ecg5000", "cifar10", "cifar10_densenet")
 
 
 def _set(model: dict[str, Any], replacements: list[str], baseline: str, n_test: int | None) -> dict[str, Any]:
@@ -58,6 +70,8 @@ class FeatureConsistencyConfig:
     ecg5000: FeatureSet = field(default_factory=lambda: FeatureSet(ModelSetup(**PAPER_ECG_AE), ["mean"], "mean"))
     cifar10: FeatureSet = field(default_factory=lambda: FeatureSet(ModelSetup(**PAPER_CIFAR_SIMCLR), ["blur"],
                                                                    "blur"))
+    cifar10_densenet: FeatureSet = field(default_factory=lambda: FeatureSet(ModelSetup(**PAPER_CIFAR_DENSENET),
+                                                                            ["blur"], "blur"))
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     methods: list[str] = field(default_factory=lambda: list(FEATURE_METHODS))
     fractions: list[float] = field(default_factory=lambda: list(FRACTIONS))
@@ -70,7 +84,7 @@ class FeatureConsistencyConfig:
 
     def validate(self) -> None:
         check_seeds(self.seeds)
-        check_choices(self.datasets, ("mnist", "ecg5000", "cifar10"), "datasets", "keys")
+        check_choices(self.datasets, SET_KEYS, "datasets", "keys")
         for key in self.datasets:
             getattr(self, key).validate(key)
         check_choices(self.methods, FEATURE_METHODS, "methods")
@@ -85,18 +99,20 @@ class FeatureConsistencyConfig:
 class FeatureConsistencyExperiment(LabelFreeExperiment):
     name = "labelfree-feature-consistency"
     title = "Label-free feature importance: consistency check (latent shift vs % of features perturbed)"
-    reproduces = "seed 003, Figure 1 (and Figure 5b: CIFAR-10 black-pixel masks)"
+    reproduces = ("seed 003, Figure 1 (and Figures 5b, 13: CIFAR-10 black-pixel masks; 5c: DenseNet-121; 6: "
+                  "masked images)")
     version = "1"
     config_class = FeatureConsistencyConfig
     presets = {
         "quick": {"datasets": ["mnist", "ecg5000"], "seeds": [0, 1], "ig_steps": 16,
-                  "mnist": _set(QUICK_MNIST_DAE, ["zeros", "road"], "zeros", None),
+                  "mnist": _set(QUICK_MNIST_DAE, ["zeros", "road", "blur"], "zeros", None),
                   "ecg5000": _set(QUICK_ECG_AE, ["mean", "road"], "mean", 200)},
-        "paper": {"datasets": ["mnist", "ecg5000", "cifar10"], "seeds": [0, 1, 2], "ig_steps": 50,
+        "paper": {"datasets": ["mnist", "ecg5000", "cifar10", "cifar10_densenet"], "seeds": [0, 1, 2], "ig_steps": 50,
                   "use_gpu": True,
                   "mnist": _set(PAPER_MNIST_DAE, ["zeros", "road"], "zeros", None),
                   "ecg5000": _set(PAPER_ECG_AE, ["mean", "road"], "mean", None),
-                  "cifar10": _set(PAPER_CIFAR_SIMCLR, ["blur", "zeros", "road"], "blur", None)},
+                  "cifar10": _set(PAPER_CIFAR_SIMCLR, ["blur", "zeros", "road"], "blur", None),
+                  "cifar10_densenet": _set(PAPER_CIFAR_DENSENET, ["blur"], "blur", None)},
     }
     metrics = {frac_metric(PREFIX, f): MetricSpec(f"latent shift, {pct(f)} perturbed", higher_is_better(PREFIX))
                for f in FRACTIONS}
@@ -107,11 +123,19 @@ class FeatureConsistencyExperiment(LabelFreeExperiment):
         out = []
         for key in cfg.datasets:
             fs: FeatureSet = getattr(cfg, key)
-            params = {"set": key, "feature_set": config_to_dict(fs), "methods": list(cfg.methods),
-                      "fractions": list(cfg.fractions), "ig_steps": cfg.ig_steps,
-                      "gradient_shap_samples": cfg.gradient_shap_samples, "batch_size": cfg.batch_size}
-            out += [self.study_cell(cfg, fs.model.data, "methods", seed, params) for seed in cfg.seeds]
+            for i, part in enumerate(cell_sets(fs)):
+                params = {"set": key, "feature_set": config_to_dict(part), "methods": list(cfg.methods),
+                          "fractions": list(cfg.fractions), "ig_steps": cfg.ig_steps,
+                          "gradient_shap_samples": cfg.gradient_shap_samples, "batch_size": cfg.batch_size}
+                variant = "methods"
+                if i:   # a further attribution baseline: the first cell keeps the parameters it always had
+                    params["primary"] = fs.replacements[0]
+                    variant = f"methods ({'/'.join(part.replacements)})"
+                out += [self.study_cell(cfg, set_dataset(key, fs.model), variant, seed, params) for seed in cfg.seeds]
         return out
+
+    def datasets(self, cfg: FeatureConsistencyConfig) -> list[str]:
+        return sorted({getattr(cfg, key).model.data for key in cfg.datasets})
 
     def run_cell(self, cell: Cell, ctx: Context) -> list[Record]:
         # lazy: the computation imports torch and the explainers (listing experiments stays cheap)
@@ -130,7 +154,7 @@ class FeatureConsistencyExperiment(LabelFreeExperiment):
                     f"claim1-{key}" + ("" if not suffix else f"-{replacement}"),
                     f"Claim 1 on {name}: perturbing the most important features shifts the latent more than "
                     f"perturbing random ones, for every method, at {', '.join(pct(f) for f in cfg.claim_fractions)}",
-                    _claim1_check(cfg, fs, replacement), SOURCE + ", Section 4.1 (Figure 1)"))
+                    _claim1_check(cfg, key, fs, replacement), SOURCE + ", Section 4.1 (Figure 1)"))
             if len(fs.replacements) > 1:
                 name = set_name(key, fs.model.data)
                 out.append(Claim(
@@ -138,7 +162,7 @@ class FeatureConsistencyExperiment(LabelFreeExperiment):
                     f"Verdict robustness of claim 1 on {name}: the verdict is the same whichever way the top "
                     f"features are removed ({', '.join(fs.replacements)}; road = ROAD's noisy linear imputation); "
                     f"a verdict that changes is {FRAGILE}",
-                    _robustness_check(cfg, fs), "not in the study (xairepro issue 15)"))
+                    _robustness_check(cfg, key, fs), "not in the study (xairepro issue 15)"))
         return out
 
     def figures(self, results: Results, out_dir: Path) -> list[Figure]:
@@ -170,7 +194,25 @@ class FeatureConsistencyExperiment(LabelFreeExperiment):
                 path = save_figure(fig, Path(out_dir) / f"consistency_{dataset}{'_' + replacement if replacement else ''}.png")
                 out.append(Figure(path, f"Feature consistency on {dataset}{tag}: latent shift vs % of features "
                                         "perturbed, mean over runs (95% band from 3 runs on) (seed 003, Figure 1)"))
+                out += self._masked_figure(results, dataset, replacement, labels, members, out_dir)
         return out
+
+    def _masked_figure(self, results: Results, dataset: str, replacement: str, labels: dict[str, str],
+                       members: list[str], out_dir: Path) -> list[Figure]:
+        """The first run's test images masked as the cell measured them (Figures 6, 13), when it kept them."""
+        # lazy: torch and matplotlib, only when drawing (listing experiments stays cheap)
+        from xairepro.experiments.labelfree_study.figures import load_cell_file, masked_grid
+
+        seed = int(results.frame["seed"].min())
+        kept = load_cell_file(results, out_dir, self.name, dataset, members[0], seed, MASKED_EXAMPLES)
+        if kept is None or not any(v in kept["masked"] for v in members):
+            return []
+        kind = replacement or str(kept.get("primary", ""))
+        path = masked_grid(kept, {v: labels[v] for v in members if v in labels},
+                           Path(out_dir) / f"masked_{dataset}{'_' + replacement if replacement else ''}.png",
+                           title=f"{dataset}: top features replaced ({kind})")
+        return [Figure(path, f"Feature consistency on {dataset}: test images with their most important features "
+                             f"replaced ({kind}), per method and fraction, run {seed} (seed 003, Figures 6 and 13)")]
 
     def describe(self, cfg: FeatureConsistencyConfig) -> dict[str, Any]:
         sets = {key: f"{getattr(cfg, key).model.data} ({getattr(cfg, key).model.model}), masks "
@@ -181,11 +223,11 @@ class FeatureConsistencyExperiment(LabelFreeExperiment):
                 f"paired over seeds, difference > {cfg.claim_z:g} standard errors"}
 
 
-def _claim1_outcomes(results: Results, cfg: FeatureConsistencyConfig, fs: FeatureSet, replacement: str
+def _claim1_outcomes(results: Results, cfg: FeatureConsistencyConfig, key: str, fs: FeatureSet, replacement: str
                      ) -> dict[str, Difference]:
     """Method - Random latent shift, paired over seeds, at every claim fraction, under ``replacement``."""
     primary = fs.replacements[0]
-    dataset = fs.model.data
+    dataset = set_dataset(key, fs.model)
     control = variant_name("random", replacement, primary)
     outcomes = {}
     for method in (m for m in cfg.methods if m != "random"):
@@ -198,27 +240,28 @@ def _claim1_outcomes(results: Results, cfg: FeatureConsistencyConfig, fs: Featur
     return outcomes
 
 
-def _claim1_verdict(results: Results, cfg: FeatureConsistencyConfig, fs: FeatureSet, replacement: str) -> Verdict:
+def _claim1_verdict(results: Results, cfg: FeatureConsistencyConfig, key: str, fs: FeatureSet,
+                    replacement: str) -> Verdict:
     if "random" not in cfg.methods or not [m for m in cfg.methods if m != "random"]:
         return Verdict("inconclusive", "claim 1 needs the Random control and at least one method")
     # claim 1: the important features are the faithful ones, i.e. their latent shift is the better one
-    return combine(_claim1_outcomes(results, cfg, fs, replacement), claim="latent shift (method - Random)",
+    return combine(_claim1_outcomes(results, cfg, key, fs, replacement), claim="latent shift (method - Random)",
                    want=1 if higher_is_better(PREFIX) else -1)
 
 
-def _claim1_check(cfg: FeatureConsistencyConfig, fs: FeatureSet, replacement: str):
-    return lambda results: _claim1_verdict(results, cfg, fs, replacement)
+def _claim1_check(cfg: FeatureConsistencyConfig, key: str, fs: FeatureSet, replacement: str):
+    return lambda results: _claim1_verdict(results, cfg, key, fs, replacement)
 
 
-def _robustness_check(cfg: FeatureConsistencyConfig, fs: FeatureSet):
+def _robustness_check(cfg: FeatureConsistencyConfig, key: str, fs: FeatureSet):
     """Claim 1 re-decided under every replacement; metric-fragile when the verdicts differ."""
 
     def check(results: Results) -> Verdict:
-        verdicts = {r: _claim1_verdict(results, cfg, fs, r) for r in fs.replacements}
+        verdicts = {r: _claim1_verdict(results, cfg, key, fs, r) for r in fs.replacements}
         want = 1 if higher_is_better(PREFIX) else -1          # + = the claimed direction
         signs: dict[str, dict[str, int | None]] = {}
         for r in fs.replacements:
-            for label, d in _claim1_outcomes(results, cfg, fs, r).items():
+            for label, d in _claim1_outcomes(results, cfg, key, fs, r).items():
                 signs.setdefault(label, {})[r] = None if d.n < 2 else d.sign * want
         return metric_robustness(verdicts, "claim 1 (method - Random latent shift)", signs)
 

@@ -6,7 +6,11 @@
   examples vs % selected, one colour per method (Figure 2; as Crabbé & van der Schaar 2022, Figure 3);
 - :func:`fraction_curves` turns ``prefix@P%`` records into (fractions, {variant: (F, runs)}) for those curves;
 - :func:`correlation_heatmaps`: mean Pearson matrices between pretext tasks (Table 3 as a picture);
-- :func:`metric_vs_beta`: box plots of a saliency statistic against beta per VAE type (Figure 4).
+- :func:`metric_vs_beta`: box plots of a saliency statistic against beta per VAE type (Figure 4);
+- :func:`picture_grid`: rows of images and heat maps, what the qualitative figures are made of:
+  :func:`unit_map_grid` (per-unit VAE maps, Figures 3, 17), :func:`pretext_map_grid` and
+  :func:`pretext_example_grid` (saliency maps and top examples per pretext task, Figures 7, 8, 11, 12, 15,
+  16), :func:`masked_grid` (masked images, Figures 6, 13); :func:`load_cell_file` reads what a cell kept.
 
 Figures are written with ``xairepro.utils.save_figure`` (atomic).
 """
@@ -21,13 +25,16 @@ import numpy as np
 from matplotlib.figure import Figure
 from scipy import stats
 
+import torch
+
 from xairepro.errors import UsageError
-from xairepro.experiments.base import Results
-from xairepro.experiments.labelfree_study.common import parse_frac_metric
+from xairepro.experiments.base import Results, cell_dir
+from xairepro.experiments.labelfree_study.common import parse_frac_metric, pct
 from xairepro.utils import save_figure
 
 __all__ = ["mean_ci", "curve_figure", "consistency_figure", "roar_figure", "similarity_rate_figure",
-           "similarity_rate_rows", "fraction_curves", "correlation_heatmaps", "metric_vs_beta", "LATENT_SHIFT_LABEL"]
+           "similarity_rate_rows", "fraction_curves", "correlation_heatmaps", "metric_vs_beta", "LATENT_SHIFT_LABEL",
+           "picture_grid", "unit_map_grid", "pretext_map_grid", "pretext_example_grid", "masked_grid", "load_cell_file"]
 
 LATENT_SHIFT_LABEL = r"Latent shift $\|f(x) - f(x_p)\|^2$"
 
@@ -273,3 +280,122 @@ def metric_vs_beta(groups: Sequence[tuple[str, Sequence[tuple[float, np.ndarray]
     ax.grid(axis="y", alpha=0.3)
     ax.legend(frameon=False, fontsize="small")
     return save_figure(fig, path)
+
+
+# ------------------------------------------------------------------------------------- qualitative figures
+def load_cell_file(results: Results, figures_dir: Path, experiment: str, dataset: str, variant: str, seed: int,
+                   name: str) -> dict[str, Any] | None:
+    """What the cell of (dataset, variant, seed) kept in its folder as ``name`` (a ``torch.save`` dict), or
+    None when that cell has no record or no such file (e.g. a cell computed before it kept one)."""
+    frame = results.frame
+    rows = frame[(frame["dataset"] == dataset) & (frame["variant"] == variant) & (frame["seed"] == seed)]
+    if rows.empty:
+        return None
+    path = cell_dir(figures_dir, experiment, str(rows["config_hash"].iloc[0])) / name
+    return torch.load(path, weights_only=True) if path.is_file() else None
+
+
+def _picture(p: Any) -> np.ndarray:
+    """An image (C, H, W) as (H, W) or (H, W, 3) floats in [0, 1] (uint8 scaled), or a map (H, W) as floats."""
+    t = torch.as_tensor(p).detach().cpu()
+    a = t.float().numpy() / 255.0 if t.dtype == torch.uint8 else t.float().numpy()
+    if a.ndim == 3:
+        if a.shape[0] == 1:
+            return a[0]
+        if a.shape[0] == 3:
+            return a.transpose(1, 2, 0)
+        raise UsageError(f"images must have 1 or 3 channels to be drawn, got {a.shape[0]}")
+    return a
+
+
+def picture_grid(rows: Sequence[Sequence[tuple[str, Any] | None]], path: Path, *,
+                 column_titles: Sequence[str], row_titles: Sequence[str] | None = None, title: str | None = None,
+                 cell_inches: float = 1.15) -> Path:
+    """A grid of pictures, written as a PNG: each entry is None (empty) or ``(kind, picture)``.
+
+    kind ``image``: (C, H, W) with C = 1 or 3, uint8 or floats in [0, 1], drawn as it is (grey for C = 1);
+    kind ``map``: (H, W) saliency, drawn as a heat map; the maps of one row share one colour scale from 0 to
+    the row's largest value, so that they compare.  Column titles go above the first row.
+    """
+    if not rows:
+        raise UsageError("no pictures to draw")
+    n_cols = len(column_titles)
+    if any(len(r) != n_cols for r in rows):
+        raise UsageError(f"every row needs {n_cols} entries (one per column title)")
+    fig = Figure(figsize=(cell_inches * n_cols + 0.6, cell_inches * len(rows) + (0.5 if title else 0.2)),
+                 layout="constrained")
+    axes = fig.subplots(len(rows), n_cols, squeeze=False)
+    for i, row in enumerate(rows):
+        maps = [_picture(p) for e in row if e is not None for kind, p in [e] if kind == "map"]
+        top = max((float(np.nanmax(m)) for m in maps), default=1.0) or 1.0
+        for j, entry in enumerate(row):
+            ax = axes[i, j]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if entry is None:
+                ax.axis("off")
+                continue
+            kind, picture = entry
+            a = _picture(picture)
+            if kind == "map":
+                ax.imshow(a, cmap="hot", vmin=0.0, vmax=top)
+            else:
+                ax.imshow(np.clip(a, 0, 1), cmap="gray" if a.ndim == 2 else None, vmin=0, vmax=1)
+            if i == 0:
+                ax.set_title(column_titles[j], fontsize=7)
+        if row_titles is not None:
+            axes[i, 0].set_ylabel(row_titles[i], fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    return save_figure(fig, path)
+
+
+def unit_map_grid(blocks: Sequence[tuple[str, Any, Any]], path: Path, *, title: str | None = None) -> Path:
+    """Per-unit saliency of VAEs: blocks of (label, images (n, C, H, W), maps (n, d, H, W)); one row per
+    image, the image then the map of each latent unit."""
+    d = max(int(maps.shape[1]) for _, _, maps in blocks)
+    rows, titles = [], []
+    for label, images, maps in blocks:
+        for i in range(images.shape[0]):
+            rows.append([("image", images[i])] + [("map", maps[i, j]) if j < maps.shape[1] else None
+                                                  for j in range(d)])
+            titles.append(f"{label}\nimage {i + 1}")
+    return picture_grid(rows, path, column_titles=["image"] + [f"unit {j + 1}" for j in range(d)],
+                        row_titles=titles, title=title)
+
+
+def pretext_map_grid(kept: Mapping[str, Any], task_labels: Mapping[str, str], method: str, path: Path, *,
+                     title: str) -> Path:
+    """A pretext cell's kept test images, each with every task's ``method`` saliency map.  ``kept``:
+    ``images`` (n, C, H, W), ``tasks``, ``maps`` {method: (n, tasks, H, W)}."""
+    images, maps = kept["images"], kept["maps"][method]
+    rows = [[("image", images[i])] + [("map", maps[i, t]) for t in range(maps.shape[1])] for i in range(len(images))]
+    return picture_grid(rows, path, column_titles=["test image"] + [task_labels.get(t, t) for t in kept["tasks"]],
+                        title=title)
+
+
+def pretext_example_grid(kept: Mapping[str, Any], task_labels: Mapping[str, str], path: Path, *, title: str) -> Path:
+    """A pretext cell's kept test images, each with every task's most important training example (DkNN).
+    ``kept``: ``images`` (n, C, H, W), ``tasks``, ``top`` (n, tasks, C, H, W)."""
+    images, top = kept["images"], kept["top"]
+    rows = [[("image", images[i])] + [("image", top[i, t]) for t in range(top.shape[1])] for i in range(len(images))]
+    return picture_grid(rows, path, column_titles=["test image"] + [task_labels.get(t, t) for t in kept["tasks"]],
+                        title=title)
+
+
+def masked_grid(kept: Mapping[str, Any], variants: Mapping[str, str], path: Path, *, title: str,
+                n_images: int = 2) -> Path:
+    """Masked inputs of a feature-consistency cell: for each of the first ``n_images`` test images and each
+    method (``variants``: the record variant -> its label), the image with its top-p% features replaced at
+    every fraction below 100%.  ``kept``: ``images`` (n, C, H, W), ``fractions``, ``masked`` {variant:
+    (F, n, C, H, W)}."""
+    fractions = [float(f) for f in kept["fractions"]]
+    columns = [k for k, f in enumerate(fractions) if f < 1.0]
+    rows, titles = [], []
+    for i in range(min(n_images, kept["images"].shape[0])):
+        for variant, label in variants.items():
+            if variant in kept["masked"]:
+                rows.append([("image", kept["images"][i])] + [("image", kept["masked"][variant][k, i]) for k in columns])
+                titles.append(f"{label}\nimage {i + 1}")
+    return picture_grid(rows, path, column_titles=["original"] + [f"{pct(fractions[k])} replaced" for k in columns],
+                        row_titles=titles, title=title)

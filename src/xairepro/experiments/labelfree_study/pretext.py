@@ -31,7 +31,7 @@ from xairepro.experiments.labelfree_study.common import (
     set_name, stand_in_note,
 )
 from xairepro.experiments.labelfree_study.references import PAIRS, TASK_LABELS, TASKS, pair_metric, published
-from xairepro.experiments.labelfree_study.sets import PretextSet, task_setup
+from xairepro.experiments.labelfree_study.sets import PRETEXT_EXAMPLES, PretextSet, task_setup
 from xairepro.experiments.labelfree_study.stats import (
     CLAIM_Z, Difference, bounded_above, combine, paired_difference, per_seed,
 )
@@ -103,7 +103,8 @@ def _metric_specs() -> dict[str, MetricSpec]:
 class PretextExperiment(LabelFreeExperiment):
     name = "labelfree-pretext"
     title = "Pretext tasks: correlation of saliency maps and example importance between tasks"
-    reproduces = "seed 003, Table 3 (and Tables 5, 6: Fashion-MNIST; Table 7: Integrated Gradients)"
+    reproduces = ("seed 003, Table 3 (and Tables 5, 6: Fashion-MNIST; Table 7: Integrated Gradients; Figures 7, 8, "
+                  "11, 12, 15, 16: top examples and saliency maps per task)")
     version = "1"
     config_class = PretextConfig
     presets = {
@@ -201,6 +202,33 @@ class PretextExperiment(LabelFreeExperiment):
                                             suptitle=f"Pearson correlation between pretext tasks on {dataset}")
                 out.append(Figure(path, f"Pretext tasks on {dataset}: mean ± std over runs of the Pearson correlation "
                                         "between tasks (seed 003, Table 3 as heatmaps)"))
+            out += self._example_figures(results, dataset, out_dir)
+        return out
+
+    def _example_figures(self, results: Results, dataset: str, out_dir: Path) -> list[Figure]:
+        """Saliency maps per task (one figure per method) and top examples per task, of the first run."""
+        # lazy: torch and matplotlib, only when drawing (listing experiments stays cheap)
+        from xairepro.experiments.labelfree_study.figures import load_cell_file, pretext_example_grid, pretext_map_grid
+
+        seed = int(results.frame["seed"].min())
+        kept = load_cell_file(results, out_dir, self.name, dataset, "dknn", seed, PRETEXT_EXAMPLES)
+        if kept is None:
+            return []
+        n = kept["images"].shape[0]
+        out = []
+        for method in kept["maps"]:
+            label = {"gradient_shap": "Gradient Shap", "integrated_gradients": "Integrated Gradients"}.get(method, method)
+            path = pretext_map_grid(kept, TASK_LABELS, method, Path(out_dir) / f"pretext_saliency_{dataset}_{method}.png",
+                                    title=f"{dataset}, run {seed}: |label-free {label}| per task")
+            figures = {"gradient_shap": "Figures 8 and 12", "integrated_gradients": "Figure 16"}.get(method, "")
+            out.append(Figure(path, f"Pretext tasks on {dataset}: saliency map (|label-free {label}|) of each task's "
+                                    f"encoder for {n} test images, run {seed}; maps scaled per image"
+                                    + (f" (seed 003, {figures})" if figures else "")))
+        path = pretext_example_grid(kept, TASK_LABELS, Path(out_dir) / f"pretext_top_examples_{dataset}.png",
+                                    title=f"{dataset}, run {seed}: top training example (DkNN) per task")
+        # DkNN's top examples do not depend on the saliency method: Figure 15 shows the same quantity
+        out.append(Figure(path, f"Pretext tasks on {dataset}: the most important training example (DkNN) of each "
+                                f"task's encoder for the same {n} test images, run {seed} (seed 003, Figures 7, 11, 15)"))
         return out
 
     def describe(self, cfg: PretextConfig) -> dict[str, Any]:

@@ -13,10 +13,12 @@ from xairepro.errors import ConfigError
 from xairepro.experiments.labelfree_study.common import ModelSetup
 
 __all__ = [
-    "FeatureSet", "REPLACEMENTS", "BASELINES", "PREFIX", "variant_name",
+    "FeatureSet", "REPLACEMENTS", "BASELINES", "PREFIX", "variant_name", "cell_sets", "attribution_baseline", "N_SHOWN",
+    "MASKED_EXAMPLES", "UNIT_MAPS", "PRETEXT_EXAMPLES",
     "ExampleSet", "LissaSettings", "EXAMPLE_METHODS", "LOSS_BASED", "MOST", "LEAST",
     "PretextSet", "PERTURBATIONS", "task_setup",
-    "VaeSet", "VAE_TYPES", "vae_setup",
+    "VaeSet", "VAE_TYPES", "vae_setup", "VAE_METHODS",
+    "RoarSet", "ROAR_PREFIX",
 ]
 
 # ------------------------------------------------------------------ feature consistency (Figure 1)
@@ -26,13 +28,22 @@ BASELINES = ("zeros", "mean", "blur")
 #: Record name prefix: ``latent_shift@5%``.
 PREFIX = "latent_shift"
 
+#: Explained test examples a qualitative figure shows (the seed's Figure 3 shows 4 test images), and the
+#: files the cells keep them in (in the cell's own folder, ``ctx.cache_dir``) for the figures: the masked
+#: images of feature consistency, the VAEs' per-unit maps, the pretext tasks' maps and top examples.
+N_SHOWN = 4
+MASKED_EXAMPLES = "masked_examples.pt"
+UNIT_MAPS = "unit_maps.pt"
+PRETEXT_EXAMPLES = "pretext_examples.pt"
+
 
 @dataclass
 class FeatureSet:
     """One data set of the check: its model, how features are replaced, the attribution baseline.
 
-    ``replacements``: the first is the study's masking (claims are decided on every one listed).
-    ``baseline``: zeros | mean (the mean training example) | blur.  ``n_test``: test examples explained
+    ``replacements``: the first is the study's masking (claims are decided on every one listed); each is
+    computed by the cell of its attribution baseline (:func:`cell_sets`).  ``baseline``: zeros | mean (the mean training example) | blur,
+    the attribution baseline of the first replacement.  ``n_test``: test examples explained
     (a seeded subset; None = the whole test split).
     """
 
@@ -51,6 +62,25 @@ class FeatureSet:
             raise ConfigError(f"{key}.baseline must be one of {', '.join(BASELINES)}; got {self.baseline!r}")
         if self.n_test is not None and self.n_test < 1:
             raise ConfigError(f"{key}.n_test must be >= 1 or null, got {self.n_test}")
+
+
+def attribution_baseline(fs: FeatureSet, replacement: str) -> str:
+    """The baseline of the attributions scored under ``replacement``: the set's own for the first replacement
+    and for a removal that is no baseline (road); a further replacement that can be a baseline is its own
+    (the reproduction's black-pixel variant masked and attributed with black pixels, its Figure 5b)."""
+    if replacement == fs.replacements[0] or replacement not in BASELINES:
+        return fs.baseline
+    return replacement
+
+
+def cell_sets(fs: FeatureSet) -> list[FeatureSet]:
+    """The set as the cells that compute it: one per attribution baseline, each with the replacements scored
+    under that baseline's attributions (in the set's order).  The first holds the first replacement and the
+    set's baseline: the same parameters as a set of only those replacements."""
+    groups: dict[str, list[str]] = {}
+    for r in fs.replacements:
+        groups.setdefault(attribution_baseline(fs, r), []).append(r)
+    return [replace(fs, replacements=rs, baseline=b) for b, rs in groups.items()]
 
 
 def variant_name(method: str, replacement: str, primary: str) -> str:
@@ -145,6 +175,9 @@ def task_setup(ps: PretextSet, task: str) -> ModelSetup:
 # ---------------------------------------------------------------------- disentangled VAEs (Figure 4)
 #: VAE type -> training method of ``xairepro.training``.
 VAE_TYPES = {"beta-vae": "vae", "tc-vae": "tcvae"}
+#: Attribution methods of the unit maps: the study's GradientShap (Figure 4) and its Integrated Gradients
+#: extension (Figure 14).
+VAE_METHODS = ("gradient_shap", "integrated_gradients")
 
 
 @dataclass
@@ -164,3 +197,30 @@ class VaeSet:
 def vae_setup(vs: VaeSet, vae_type: str, beta: float) -> ModelSetup:
     """The set's model trained as ``vae_type`` with ``beta``."""
     return replace(vs.model, method=VAE_TYPES[vae_type], method_options={**vs.model.method_options, "beta": beta})
+
+
+# ---------------------------------------------------------------------------------------- ROAR (Figure 9)
+#: Record name prefix: ``test_loss@10%`` (the retrained autoencoder's loss on the unmodified test set).
+ROAR_PREFIX = "test_loss"
+
+
+@dataclass
+class RoarSet:
+    """One data set of ROAR: the autoencoder explained (its setup: trained once, through the model cache)
+    and retrained on the training examples with features removed, ``retrain_epochs`` per retraining
+    (None: the setup's epochs); the training examples whose features are removed and the test examples
+    scored (seeded subsets; None = the whole split)."""
+
+    model: ModelSetup = field(default_factory=ModelSetup)
+    retrain_epochs: int | None = None
+    n_train: int | None = None
+    n_test: int | None = None
+
+    def validate(self, key: str = "roar_set") -> None:
+        self.model.validate(f"{key}.model")
+        if self.model.method != "ae":
+            raise ConfigError(f"{key}: ROAR retrains an autoencoder (model.method 'ae'), got {self.model.method!r}")
+        for name in ("retrain_epochs", "n_train", "n_test"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ConfigError(f"{key}.{name} must be >= 1 or null, got {value}")

@@ -27,7 +27,8 @@ from xairepro.train import AutoencoderObjective, EarlyStoppingConfig
 from xairepro.training import AutoencoderOptions, DataSection, ModelSection, RunConfig
 from xairepro.utils import derive_seed, make_generator
 
-__all__ = ["run_config", "LoadedModel", "trained_model", "load_tensors", "pick_indices", "reconstruction_loss"]
+__all__ = ["run_config", "LoadedModel", "trained_model", "load_tensors", "pick_indices", "shown_indices",
+           "reconstruction_loss"]
 
 
 def run_config(setup: ModelSetup, seed: int, *, device: str = "cpu") -> RunConfig:
@@ -110,6 +111,16 @@ def pick_indices(labels: Tensor, n: int | None, seed: int, *, balanced: bool, ke
             break
         depth += 1
     return torch.tensor(sorted(chosen), dtype=torch.long)
+
+
+def shown_indices(labels: Tensor, n: int) -> Tensor:
+    """Indices of the ``n`` examples a qualitative figure shows: the first example of each class in class
+    order (one digit of each kind, as the original's plots), then the next examples in order.  Returns a
+    LongTensor on the CPU of min(n, N) indices."""
+    y = labels.detach().cpu()
+    firsts = [int((y == c).nonzero()[0]) for c in torch.unique(y)]
+    rest = [i for i in range(y.shape[0]) if i not in set(firsts[:n])]
+    return torch.tensor((firsts + rest)[:n], dtype=torch.long)
 
 
 def reconstruction_loss(setup: ModelSetup) -> Callable[[nn.Module, Tensor], Tensor]:

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 from torch import Tensor
 
 from xairepro.config import resolve_config
 from xairepro.experiments.base import Cell, Context, Record
-from xairepro.experiments.labelfree_study.sets import VaeSet, vae_setup
-from xairepro.experiments.labelfree_study.trained_models import load_tensors, pick_indices, trained_model
+from xairepro.experiments.labelfree_study.feature_cells import as_pixels
+from xairepro.experiments.labelfree_study.sets import N_SHOWN, UNIT_MAPS, VaeSet, vae_setup
+from xairepro.experiments.labelfree_study.trained_models import load_tensors, pick_indices, shown_indices, trained_model
 from xairepro.explain import LabelFreeAttribution
 from xairepro.metrics import (
     active_units, attribution_entropy, cosine_offdiagonal, pearson_offdiagonal, spearman_offdiagonal,
 )
-from xairepro.utils import derive_seed
+from xairepro.utils import atomic_torch_save, derive_seed
 
 __all__ = ["vae_records", "unit_map_statistics", "informative_units", "INFORMATIVE_VARIANCE"]
 
@@ -41,19 +44,29 @@ def unit_map_statistics(maps: Tensor) -> dict[str, float]:
 
 
 def vae_records(cell: Cell, ctx: Context) -> list[Record]:
-    """Train-or-fetch the cell's VAE, attribute its test images per latent unit (label-free GradientShap,
-    zero baseline), record the statistics of the unit maps."""
+    """Train-or-fetch the cell's VAE, attribute its test images per latent unit (label-free GradientShap or
+    Integrated Gradients, zero baseline), record the statistics of the unit maps; keep the maps of a few
+    test images for the figures (the seed's Figures 3 and 17)."""
     p = cell.params
     vs = resolve_config(VaeSet, values=dict(p["vae_set"]))
     setup = vae_setup(vs, str(p["vae_type"]), float(p["beta"]))
     trained = trained_model(ctx, setup, cell.seed)
     x, y = load_tensors(setup, "test", ctx)
-    x = x[pick_indices(y, vs.n_test, cell.seed, balanced=False, key="vae-test").to(x.device)]
-    explainer = LabelFreeAttribution(trained.model.encoder, "gradient_shap")
+    i_test = pick_indices(y, vs.n_test, cell.seed, balanced=False, key="vae-test").to(x.device)
+    x, y = x[i_test], y[i_test]
+    method = str(p.get("method", "gradient_shap"))    # GradientShap cells keep the parameters they had
+    explainer = LabelFreeAttribution(trained.model.encoder, method)
     with torch.no_grad():
         mu = trained.model.encoder(x)
-    maps = explainer.attribute_per_unit(x, seed=derive_seed(cell.seed, "vae-gradient-shap"),
-                                        batch_size=int(p["batch_size"]),
-                                        n_samples=int(p["gradient_shap_samples"]))
+    if method == "gradient_shap":
+        maps = explainer.attribute_per_unit(x, seed=derive_seed(cell.seed, "vae-gradient-shap"),
+                                            batch_size=int(p["batch_size"]),
+                                            n_samples=int(p["gradient_shap_samples"]))
+    else:
+        maps = explainer.attribute_per_unit(x, seed=derive_seed(cell.seed, f"vae-{method}"),
+                                            batch_size=int(p["batch_size"]), n_steps=int(p["ig_steps"]))
+    shown = shown_indices(y, N_SHOWN).to(x.device)
+    atomic_torch_save({"images": as_pixels(x[shown]), "maps": maps[shown].sum(2).to(torch.float16).cpu()},
+                      Path(ctx.cache_dir) / UNIT_MAPS)
     stats = {**unit_map_statistics(maps), "informative_units": informative_units(mu)}
     return [cell.record(name, value) for name, value in stats.items()]

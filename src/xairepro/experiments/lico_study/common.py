@@ -9,12 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from xairepro.config import config_to_dict, resolve_config
 from xairepro.errors import ConfigError
-from xairepro.experiments.base import Cell, Context, Experiment, Reference, Results
+from xairepro.experiments.base import Cell, Context, Experiment, Reference, Results, cell_dir
 from xairepro.experiments.lico_study.references import Published, make_references
 from xairepro.experiments.lico_study.sets import (
     PUBLISHED_LABELS, VARIANT_LABELS, VARIANTS, StudySet, get_study_set,
@@ -84,14 +83,6 @@ def set_label(key: str) -> str:
         return key
     published = PUBLISHED_LABELS.get(spec.published, spec.published)
     return published if not spec.stand_in else f"{spec.key} ({published} stand-in)"
-
-
-def cell_dir(figures_dir: Path, experiment: str, key: str) -> Path:
-    """A cell's work folder, from the folder ``figures()`` is given (``<out>/figures/<experiment>``).
-
-    The runner keeps each cell's folder at ``<out>/cells/<experiment>/<key>`` (runner/run.py, store.py).
-    """
-    return Path(figures_dir).parents[1] / "cells" / experiment / key
 
 
 class StudyExperiment(Experiment):
