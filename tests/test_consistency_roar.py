@@ -150,3 +150,21 @@ def test_roar_starts_from_initial_state_trains_on_removed_inputs_and_tests_on_cl
     engine.fit(net, train.AutoencoderObjective(), (removed_inputs(x_train, attr, 0.5),))
     clean_loss = engine.evaluate(net, train.AutoencoderObjective(), (x_test,))["loss"]
     assert result.test_loss["IG"][1] == pytest.approx(clean_loss)
+
+
+def test_roar_trains_the_all_removed_case_once():
+    """At 100% every method removes every feature: one shared retraining, on fully replaced inputs."""
+    gen = torch.Generator().manual_seed(2)
+    x_train, x_test = torch.rand(8, 1, 4, 4, generator=gen) + 0.1, torch.rand(4, 1, 4, 4, generator=gen)
+    objective = RecordingObjective()
+    cfg = train.TrainConfig(epochs=1, batch_size=8, seed=0, accelerator="cpu")
+    result = roar(tiny_ae(), objective, x_train, x_test,
+                  {"A": torch.randn(8, 1, 4, 4, generator=gen), "B": torch.randn(8, 1, 4, 4, generator=gen),
+                   "Random": "random"}, [0.0, 0.5, 1.0], train_config=cfg)
+    # method by method: unmodified (shared), A 50%, all removed (shared), B 50%, Random 50%; one step each
+    assert [float((x == 0).float().mean()) for _, x in objective.seen] == pytest.approx([0.0, 0.5, 1.0, 0.5, 0.5])
+    assert result.test_loss["A"][2] == result.test_loss["B"][2] == result.test_loss["Random"][2]
+    # the shared value is what a method of its own would get at 100%
+    alone = roar(tiny_ae(), train.AutoencoderObjective(), x_train, x_test, {"A": torch.ones(8, 1, 4, 4)}, [1.0],
+                 train_config=cfg)
+    assert alone.test_loss["A"][0] == pytest.approx(result.test_loss["A"][2])

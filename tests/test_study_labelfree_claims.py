@@ -340,7 +340,8 @@ def test_feature_paper_preset_resolves_to_the_study_settings() -> None:
     exp = FeatureConsistencyExperiment()
     cfg = exp.make_config("paper")
     cells = _cells_by_dataset(exp, cfg)
-    assert set(cells) == {"mnist", "ecg5000", "cifar10"} and all(c.num_gpus == 1.0 for g in cells.values() for c in g)
+    assert set(cells) == {"mnist", "ecg5000", "cifar10", "cifar10-densenet121"}
+    assert all(c.num_gpus == 1.0 for g in cells.values() for c in g)
     assert cfg.fractions == [0.05, 0.1, 0.2, 0.5, 0.8, 1.0] and cfg.ig_steps == 50
     assert cfg.methods == ["integrated_gradients", "gradient_shap", "saliency", "random"]
     mnist = cells["mnist"][0].params["feature_set"]
@@ -351,15 +352,28 @@ def test_feature_paper_preset_resolves_to_the_study_settings() -> None:
     assert ecg["model"]["model"] == "lstm-ae" and ecg["model"]["model_kwargs"] == {"embedding_dim": 64}
     assert ecg["model"]["epochs"] == 150 and ecg["model"]["method_options"]["error"] == "l1"
     assert ecg["baseline"] == "mean"
-    cifar = cells["cifar10"][0].params["feature_set"]
-    assert cifar["replacements"] == ["blur", "zeros", "road"] and cifar["baseline"] == "blur"
-    m = cifar["model"]
+    # CIFAR-10: one cell per attribution baseline and run; blur (the study's) and road with the blur baseline,
+    # black pixels (the reproduction's Figure 5b) masking and attributing with black
+    assert cfg.cifar10.replacements == ["blur", "zeros", "road"] and cfg.cifar10.baseline == "blur"
+    by_variant = {c.variant: c.params for c in cells["cifar10"]}
+    assert set(by_variant) == {"methods", "methods (zeros)"} and len(cells["cifar10"]) == 2 * 3
+    blur, black = by_variant["methods"]["feature_set"], by_variant["methods (zeros)"]["feature_set"]
+    assert (blur["replacements"], blur["baseline"]) == (["blur", "road"], "blur") and "primary" not in by_variant["methods"]
+    assert (black["replacements"], black["baseline"]) == (["zeros"], "zeros")
+    assert by_variant["methods (zeros)"]["primary"] == "blur"
+    m = blur["model"]
     assert (m["model"], m["optimizer"], m["lr"], m["momentum"], m["weight_decay"]) == ("simclr", "sgd", 0.6, 0.9, 1e-6)
     assert m["method_options"] == {"temperature": 0.5} and m["model_kwargs"]["backbone"] == "resnet18"
+    # the DenseNet-121 encoder (Figure 5c): the same SimCLR training, the backbone swapped, blur masks
+    dense = cells["cifar10-densenet121"][0].params["feature_set"]
+    assert dense["model"] == {**m, "model_kwargs": {**m["model_kwargs"], "backbone": "densenet121"}}
+    assert (dense["replacements"], dense["baseline"]) == (["blur"], "blur")
     assert {c.id for c in exp.claims(cfg)} == {
         "claim1-mnist", "claim1-mnist-road", "claim1-mnist-metric-robustness",
         "claim1-ecg5000", "claim1-ecg5000-road", "claim1-ecg5000-metric-robustness",
-        "claim1-cifar10", "claim1-cifar10-zeros", "claim1-cifar10-road", "claim1-cifar10-metric-robustness"}
+        "claim1-cifar10", "claim1-cifar10-zeros", "claim1-cifar10-road", "claim1-cifar10-metric-robustness",
+        "claim1-cifar10_densenet"}
+    assert exp.datasets(cfg) == ["cifar10", "ecg5000", "mnist"]            # provenance names real data sets
 
 
 def test_example_paper_preset_resolves_to_the_study_settings() -> None:
@@ -370,9 +384,13 @@ def test_example_paper_preset_resolves_to_the_study_settings() -> None:
     cells = _cells_by_dataset(exp, cfg)
     assert {c.variant for c in cells["mnist"]} == {"influence_functions", "tracin", "simplex", "dknn"}
     assert {c.variant for c in cells["cifar10"]} == {"simplex", "dknn"}
-    for key in ("mnist", "ecg5000", "cifar10"):
+    assert {c.variant for c in cells["cifar10-densenet121"]} == {"simplex", "dknn"}   # Figure 18
+    for key in ("mnist", "ecg5000", "cifar10", "cifar10-densenet121"):
         es = cells[key][0].params["example_set"]
         assert (es["n_train"], es["n_test"]) == (1000, 1000)
+    dense = cells["cifar10-densenet121"][0].params["example_set"]["model"]
+    assert dense["model_kwargs"]["backbone"] == "densenet121" and dense["method"] == "simclr"
+    assert {c.id for c in exp.claims(cfg)} >= {"claim2-cifar10", "claim2-cifar10_densenet"}
     lissa = next(c for c in cells["mnist"] if c.variant == "influence_functions").params["lissa"]
     assert lissa == {"depth": 100, "damping": 1.0, "scale": 1000.0, "hessian_batch_size": 200}
     for key, value in lissa.items():
@@ -403,7 +421,12 @@ def test_vae_paper_preset_resolves_to_the_study_settings() -> None:
     exp = DisentangledVaeExperiment()
     cfg = exp.make_config("paper")
     cells = exp.cells(cfg)
-    assert len(cells) == 2 * 2 * 3 * 5            # data sets x VAE types x betas x runs (the seed's 30 per set)
+    # data sets x methods (GradientShap: Figure 4, IG: Figure 14) x VAE types x betas x runs (30 VAEs per set)
+    assert len(cells) == 2 * 2 * 2 * 3 * 5 and cfg.methods == ["gradient_shap", "integrated_gradients"]
+    assert cfg.ig_steps == 50 and cfg.gradient_shap_samples == 5
+    ig = [c for c in cells if c.params.get("method") == "integrated_gradients"]
+    assert len(ig) == len(cells) // 2 and all(c.variant.endswith(" (integrated_gradients)") for c in ig)
+    assert all(c.params["ig_steps"] == 50 and "gradient_shap_samples" not in c.params for c in ig)
     assert cfg.betas == [1.0, 5.0, 10.0] and cfg.vae_types == ["beta-vae", "tc-vae"]
     assert cfg.mnist.model.model_kwargs == {"latent_dim": 3, "image_size": 32}
     assert cfg.dsprites.model.model_kwargs == {"latent_dim": 6, "image_size": 64}
@@ -412,7 +435,8 @@ def test_vae_paper_preset_resolves_to_the_study_settings() -> None:
     tc = vae_setup(cfg.dsprites, "tc-vae", 5.0)
     assert (tc.method, tc.method_options["beta"]) == ("tcvae", 5.0)
     assert vae_setup(cfg.mnist, "beta-vae", 10.0).method == "vae"
-    assert {c.id for c in exp.claims(cfg)} == {"claim4-mnist", "claim4-dsprites"}
+    assert {c.id for c in exp.claims(cfg)} == {"claim4-mnist", "claim4-dsprites", "claim4-mnist-integrated_gradients",
+                                               "claim4-dsprites-integrated_gradients"}
 
 
 @pytest.mark.parametrize(("exp_class", "override", "match"), [
@@ -440,7 +464,7 @@ def test_study_is_registered_with_quick_and_paper_presets() -> None:
 
     chosen = select_experiments(["labelfree"], "quick")
     assert [e.name for e in chosen] == ["labelfree-feature-consistency", "labelfree-example-consistency",
-                                        "labelfree-pretext", "labelfree-vae"]
+                                        "labelfree-pretext", "labelfree-vae", "labelfree-roar"]
     assert all({"quick", "paper"} <= set(e.presets) for e in chosen)
-    vae = chosen[-1].make_config("quick")
+    vae = chosen[3].make_config("quick")
     assert vae.betas == [1.0, 10.0] and vae.seeds == [0, 1]     # the extremes claim 4 compares, 2 runs
