@@ -226,8 +226,12 @@ class DisentangledVaeExperiment(LabelFreeExperiment):
         sets = {key: f"{getattr(cfg, key).model.data} ({getattr(cfg, key).model.model}, d = "
                      f"{getattr(cfg, key).model.model_kwargs.get('latent_dim')}), "
                      f"{getattr(cfg, key).n_test or 'all'} test images" for key in cfg.datasets}
+        ig = ("" if cfg.ig_steps == 50 or "integrated_gradients" not in cfg.methods else
+              f" (the reproduction's IG: captum's default 50 steps; fewer here for the CPU budget)")
         return {"data_sets": sets, "attribution": f"per-unit |label-free {', '.join(cfg.methods)}|, GradientShap "
-                f"{cfg.gradient_shap_samples} samples, IG {cfg.ig_steps} steps, zero baseline", "claim_rule":
+                f"{cfg.gradient_shap_samples} samples, IG {cfg.ig_steps} steps{ig}, zero baseline",
+                "unit_maps": "the per-unit maps of 4 test images (one per class first) from the cells of the largest "
+                             "beta, first run (Figures 3, 17)", "claim_rule":
                 f"unpaired over runs, {cfg.claim_z:g} standard errors, tolerance {cfg.tolerance:g}"}
 
 

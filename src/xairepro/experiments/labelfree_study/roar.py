@@ -165,7 +165,34 @@ class RoarExperiment(LabelFreeExperiment):
         return {"data_sets": sets, "removal": "top-p% pixels set to 0 (the original's mask * image)",
                 "attribution": f"label-free IG {cfg.ig_steps} steps, GradientShap {cfg.gradient_shap_samples} "
                                "samples, zero baseline, on the training examples",
-                "claim_rule": f"method - Random test loss paired over seeds, > {cfg.claim_z:g} standard errors"}
+                "claim_rule": f"method - Random test loss paired over seeds, > {cfg.claim_z:g} standard errors",
+                "deviations": "; ".join(_deviations(cfg))}
+
+
+def _deviations(cfg: RoarConfig) -> list[str]:
+    """How this configuration differs from the original ROAR test (``roar_test``: one run, MNIST, 10 epochs
+    per model, all 60,000 training images, IG 50 steps, the best epoch on the test loss)."""
+    out = [f"{len(cfg.seeds)} runs (the original ran one; a claim needs two)",
+           "each retraining runs its epochs without early stopping (the original kept its best epoch on the test "
+           "loss; no held-out set is modified alike)"]
+    for key in cfg.datasets:
+        rs: RoarSet = getattr(cfg, key)
+        if rs.model.data != key:
+            out.append(f"the {rs.model.data} stand-in for {set_name(key, key)} (the pretext study's reconstruction "
+                       f"autoencoder, {rs.model.epochs} epochs, batch {rs.model.batch_size})")
+        elif rs.model.epochs != PAPER_ROAR_AE["epochs"]:
+            out.append(f"{rs.model.epochs} epochs for the explained model (the original: 10)")
+        retrain = rs.retrain_epochs or rs.model.epochs
+        if retrain != PAPER_ROAR_AE["epochs"]:
+            out.append(f"{retrain} epochs per retraining (the original: 10)")
+        if rs.n_train is not None:
+            out.append(f"features removed from {rs.n_train} training examples, the others left out (the original: "
+                       "the whole training set)")
+    if cfg.fractions != FRACTIONS:
+        out.append(f"removed {', '.join(pct(f) for f in cfg.fractions)} (the original: 0, 10, 20, 50, 70, 100%)")
+    if cfg.ig_steps != 50:
+        out.append(f"IG {cfg.ig_steps} steps (captum's default 50)")
+    return out
 
 
 def _roar_check(cfg: RoarConfig, rs: RoarSet):
