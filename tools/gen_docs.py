@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ast
 import importlib
+import importlib.util
 import inspect
 import pkgutil
 import re
@@ -63,10 +64,10 @@ def defining_module(package: str, name: str) -> str:
     module = getattr(obj, "__module__", None)
     if (inspect.isclass(obj) or inspect.isfunction(obj)) and module and getattr(obj, "__qualname__", "") == name:
         return module
-    for candidate in _submodules(package):
+    for candidate in _submodules(package):  # the package's own __init__ first
         spec = importlib.util.find_spec(candidate)
-        if spec and spec.origin and spec.origin.endswith(".py") and candidate != package:
-            if name in _top_level_names(Path(spec.origin)):
+        if spec and spec.origin and spec.origin.endswith(".py") and name in _top_level_names(Path(spec.origin)):
+            if getattr(importlib.import_module(candidate), name, None) is obj:
                 return candidate
     return package
 
