@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.xairepro-installed
 PYTEST := $(BIN)/python -m pytest
 
-.PHONY: help venv reproduce test test-slow test-all test-realdata data benchmarks browser clean
+.PHONY: help venv reproduce test test-slow test-all test-realdata data benchmarks browser docs docs-pages gallery clean
 
 help:
 	@echo "make reproduce   run the quick reproduction on bundled data -> results/quick"
@@ -17,13 +17,15 @@ help:
 	@echo "make test-realdata  run the loaders on the fetched real sets (tests marked 'realdata')"
 	@echo "make benchmarks  run benchmarks/*.py and print their tables"
 	@echo "make browser     install Debian's chromium (headless report test) when it is missing"
+	@echo "make docs        build the documentation site offline -> site/index.html"
+	@echo "make gallery     rerun examples/*.py and refresh the gallery's figures (docs/gallery/)"
 
 venv: $(STAMP)
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,distributed]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,distributed,docs]'
 	$(BIN)/python -m pip install --quiet --no-deps 'quantus>=0.6,<0.7'  # test oracle; see docs/decisions.md
 	touch $(STAMP)
 
@@ -58,5 +60,19 @@ test-all: $(STAMP) browser
 benchmarks: $(STAMP)
 	for f in benchmarks/*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done
 
+# The site: generated pages (API and CLI reference, gallery) refreshed from the code, then mkdocs in strict
+# mode (a docstring it cannot render, a broken link or a missing page fails the build). No network needed.
+docs-pages: $(STAMP)
+	PYTHONPATH=src $(BIN)/python tools/gen_docs.py
+
+docs: docs-pages
+	PYTHONPATH=src $(BIN)/python -m mkdocs build --strict --site-dir site
+	@echo "open site/index.html"
+
+# Each example writes its figure into docs/gallery/ (about 6 minutes on 2 cores), then the gallery page.
+gallery: $(STAMP)
+	for f in examples/[0-9][0-9]_*.py; do echo "== $$f"; PYTHONPATH=src $(BIN)/python $$f docs/gallery || exit 1; done
+	PYTHONPATH=src $(BIN)/python tools/gen_docs.py
+
 clean:
-	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache results
+	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache results site examples/out

@@ -35,12 +35,17 @@ def _section(title: str, columns: list[str], rows: list[list[str]], long_only: t
 
 def _datasets() -> Section:
     # lazy: the registries are read only to rebuild the file
-    from xairepro.data import list_datasets
+    from xairepro.data import data_terms, list_datasets
 
-    rows = [[d.name, d.task, _shape(d.input_shape), str(d.num_classes or "-"),
-             "bundled" if d.bundled else "files", d.description] for d in list_datasets()]
+    rows = []
+    for d in list_datasets():
+        terms = data_terms(d.name)
+        rows.append([d.name, d.task, _shape(d.input_shape), str(d.num_classes or "-"),
+                     "bundled" if d.bundled else "files", d.description,
+                     terms.licence if terms else "not recorded", terms.citation if terms else "not recorded"])
     return _section("Data sets (xairepro train --set data.name=...)",
-                    ["name", "task", "input", "classes", "source", "description"], rows)
+                    ["name", "task", "input", "classes", "source", "description", "licence", "cite"], rows,
+                    ("licence", "cite"))
 
 
 def _models() -> Section:

@@ -12,6 +12,7 @@ per-channel constants); series are (T, C). See ``docs/design.md`` for the contra
 from xairepro.data.dataset import TensorXDataset, XDataset
 from xairepro.data.files import DATA_DIR_ENV, data_root
 from xairepro.data.info import DatasetInfo
+from xairepro.data.licences import DataTerms, data_terms
 from xairepro.data.registry import check_dataset_options, dataset_info, list_datasets, load, register_dataset
 from xairepro.data.splits import SPLITS
 from xairepro.data.transforms import (
@@ -26,5 +27,5 @@ from xairepro.data.transforms import (
 __all__ = [
     "load", "list_datasets", "dataset_info", "check_dataset_options", "register_dataset", "DatasetInfo", "XDataset", "TensorXDataset",
     "SPLITS", "DATA_DIR_ENV", "data_root", "RandomCropFlip", "RandomResizedCropFlip", "ResizeCenterCrop",
-    "Normalize", "Compose", "default_train_transform",
+    "Normalize", "Compose", "default_train_transform", "DataTerms", "data_terms",
 ]

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from xairepro.config import config_hash
-from xairepro.data import dataset_info
+from xairepro.data import data_terms, dataset_info
 from xairepro.experiments.base import Cell, Experiment
 from xairepro.runner.store import CellOutcome
 
@@ -53,13 +53,16 @@ def device_info() -> dict[str, Any]:
 
 
 def dataset_provenance(names: list[str], data_dir: Path | None) -> dict[str, Any]:
-    """Per data set: bundled stand-in or real files (from the data registry when it knows the name)."""
+    """Per data set: bundled stand-in or real files, its licence and what to cite (from the data registry
+    and :data:`xairepro.data.licences.DATA_TERMS` when they know the name)."""
     out: dict[str, Any] = {}
     for name in names:
         entry: dict[str, Any] = {"bundled": None, "source": None}
         try:
             info = dataset_info(name)
-            entry = {"bundled": bool(info.bundled), "source": getattr(info, "source", None)}
+            terms = data_terms(info.name)
+            entry = {"bundled": bool(info.bundled), "source": getattr(info, "source", None),
+                     "licence": terms.licence if terms else None, "citation": terms.citation if terms else None}
         except Exception:  # noqa: BLE001 - a name the registry does not know
             entry["note"] = "not in the data set registry"
         if entry.get("bundled") is False:
