@@ -20,6 +20,7 @@ from xairepro.experiments.lico_study.sets import (
 )
 from xairepro.experiments.lico_study.trained_models import StudyModel, StudyTraining, run_config, trained_model
 from xairepro.experiments.trained_models import model_key
+from xairepro.experiments.verdict_rules import RULE
 from xairepro.lico.config import LicoConfig
 
 __all__ = ["StudyConfig", "StudyExperiment", "QUICK_TRAINING", "QUICK_COMMON", "set_label", "cell_dir"]
@@ -38,9 +39,9 @@ class StudyConfig:
     """Grid and settings common to the study's experiments (defaults: the paper preset).
 
     ``lico``: ``LicoConfig`` options given to every LICO variant (the variant's own loss and temperature
-    switches win).  ``significance``: a difference between variants counts in a claim when it exceeds this
-    many standard errors over seeds.  ``min_skill``: a claim is inconclusive when a model it compares has a
-    mean test accuracy with (acc - chance) / (100 - chance) below this (chance = 100 / K; see ``stats``).  ``cpus``/``gpus``: resources of a cell (not part of its key).
+    switches win).  Claims are decided by the shared rule (:mod:`~xairepro.experiments.verdict_rules`).
+    ``min_skill``: a claim is inconclusive (not-learned) when a data set's baseline has a mean test accuracy
+    with (acc - chance) / (100 - chance) below this (chance = 100 / K; see ``stats``).  ``cpus``/``gpus``: resources of a cell (not part of its key).
     """
 
     datasets: list[str] = field(default_factory=list)
@@ -48,7 +49,6 @@ class StudyConfig:
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     training: StudyTraining = field(default_factory=StudyTraining)
     lico: dict[str, Any] = field(default_factory=lambda: {"text_encoder": "clip"})
-    significance: float = 1.0
     min_skill: float = 0.15
     cpus: int = 4
     gpus: float = 1.0
@@ -63,8 +63,6 @@ class StudyConfig:
             raise ConfigError(f"unknown variant {bad[0]!r} (known: {', '.join(VARIANTS)})")
         if len(set(self.seeds)) != len(self.seeds) or any(s < 0 for s in self.seeds):
             raise ConfigError(f"seeds must be distinct non-negative integers, got {list(self.seeds)}")
-        if not self.significance > 0:
-            raise ConfigError(f"significance must be > 0, got {self.significance}")
         if not 0 <= self.min_skill < 1:
             raise ConfigError(f"min_skill must be in [0, 1), got {self.min_skill}")
         if self.cpus < 1 or self.gpus < 0:
@@ -143,9 +141,8 @@ class StudyExperiment(Experiment):
         return {"sets": sets, "variants": {v: VARIANT_LABELS[v] for v in cfg.variants},
                 "text_encoder": lico["text_encoder"], "lico": lico,
                 "training": config_to_dict(cfg.training),
-                "claims_rule": f"a difference counts when |mean_a - mean_b| > {cfg.significance:g} x "
-                               "sqrt(s_a^2/n_a + s_b^2/n_b) over seeds; a claim is inconclusive when a model it "
-                               f"compares has (acc - chance) / (100 - chance) < {cfg.min_skill:g}"}
+                "claims_rule": f"{RULE} Chance guard: a claim is inconclusive (not-learned) when a data set's "
+                               f"baseline has (acc - chance) / (100 - chance) < {cfg.min_skill:g}."}
 
     @staticmethod
     def seeds_of(results: Results) -> list[int]:
