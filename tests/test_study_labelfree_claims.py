@@ -195,7 +195,7 @@ def _vae_rows(low: list[float], high: list[float], dataset: str = "digits", info
 ])
 def test_claim4_verdicts_on_synthetic_results(low, high, status) -> None:
     exp = DisentangledVaeExperiment()
-    cfg = exp.make_config("quick", ["betas=[1.0,5.0,10.0]"])
+    cfg = exp.make_config("quick", ["betas=[1.0,5.0,10.0]", "vae_types=[beta-vae,tc-vae]"])
     verdict = claim(exp, cfg, "claim4-mnist").check(frame(_vae_rows(low, high)))
     assert verdict.status == status
     assert verdict.numbers["beta-vae change"] == pytest.approx(sum(high) / 3 - sum(low) / 3)
@@ -203,7 +203,7 @@ def test_claim4_verdicts_on_synthetic_results(low, high, status) -> None:
 
 def test_claim4_one_run_or_missing_type_is_inconclusive() -> None:
     exp = DisentangledVaeExperiment()
-    cfg = exp.make_config("quick")
+    cfg = exp.make_config("quick", ["betas=[1.0,10.0]", "vae_types=[beta-vae,tc-vae]"])
     c = claim(exp, cfg, "claim4-mnist")
     assert c.check(frame(_vae_rows([0.4], [0.5]))).status == "inconclusive"
     only_beta = [r for r in _vae_rows([0.40, 0.42, 0.41], [0.45, 0.47, 0.46]) if r[1].startswith("beta-vae")]
@@ -214,7 +214,7 @@ def test_claim4_with_collapsed_units_is_inconclusive_with_the_reason() -> None:
     """A clear decrease of the Pearson correlation between unit maps decides nothing when a run's latent units
     are collapsed (fewer than 2 informative units): the maps then encode no generative factor."""
     exp = DisentangledVaeExperiment()
-    cfg = exp.make_config("quick", ["betas=[1.0,5.0,10.0]"])
+    cfg = exp.make_config("quick", ["betas=[1.0,5.0,10.0]", "vae_types=[beta-vae,tc-vae]"])
     c = claim(exp, cfg, "claim4-mnist")
     low, high = [0.60, 0.62, 0.61], [0.20, 0.22, 0.21]
     assert c.check(frame(_vae_rows(low, high, informative=2.0))).status == "fails"
@@ -459,4 +459,7 @@ def test_study_is_registered_with_quick_and_paper_presets() -> None:
                                         "labelfree-pretext", "labelfree-vae", "labelfree-roar"]
     assert all({"quick", "paper"} <= set(e.presets) for e in chosen)
     vae = chosen[3].make_config("quick")
-    assert vae.betas == [1.0, 10.0] and vae.seeds == [0, 1]     # the extremes claim 4 compares, 2 runs
+    # beta 1 vs 5 (beta 10 collapsed the quick VAEs' units), beta-VAE only, 3 runs; every experiment 3 runs
+    assert vae.betas == [1.0, 5.0] and vae.vae_types == ["beta-vae"] and vae.seeds == [0, 1, 2]
+    assert all(e.make_config("quick").seeds == [0, 1, 2] for e in chosen[:4])
+    assert chosen[3].describe(chosen[3].make_config("paper"))["deviations"][0].startswith("MNIST VAEs")

@@ -81,6 +81,12 @@ def _device_line(prov: dict[str, Any]) -> str:
     return f"{dev.get('platform', '?')}; {dev.get('cpu_count', '?')} CPU cores; {gpus}"
 
 
+def _details(details: dict[str, Any]) -> dict[str, Any]:
+    """An experiment's provenance details as shown: lists of lines joined, empty lists left out."""
+    return {k: "; ".join(str(x) for x in v) if isinstance(v, list) else v for k, v in details.items()
+            if not (isinstance(v, list) and not v)}
+
+
 def _context(data: ReportData) -> dict[str, Any]:
     for section in data.sections:
         for fig in section.figures:
@@ -89,7 +95,7 @@ def _context(data: ReportData) -> dict[str, Any]:
                 fig["error"] = f"file {fig.get('path')!r} not found in the output folder"
     prov = data.provenance
     experiments = {name: {"config_hash": e.get("config_hash", ""), "seeds": e.get("seeds", []),
-                          "datasets": e.get("datasets", {}), "details": e.get("details", {})}
+                          "datasets": e.get("datasets", {}), "details": _details(e.get("details", {}))}
                    for name, e in prov.get("experiments", {}).items()}
     run = {"executor": None, "finished": None, "wall_time_s": None, "cells_wall_time_s": None,
            **prov.get("run", {})}

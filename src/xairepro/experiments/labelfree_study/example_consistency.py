@@ -23,13 +23,12 @@ from xairepro.config import config_to_dict
 from xairepro.errors import ConfigError
 from xairepro.experiments.base import Cell, Claim, Context, Figure, MetricSpec, Record, Results, TableSpec, Verdict
 from xairepro.experiments.labelfree_study.common import (
-    PAPER_CIFAR_DENSENET, PAPER_CIFAR_SIMCLR, PAPER_ECG_AE, PAPER_MNIST_DAE, QUICK_ECG_AE, QUICK_MNIST_DAE, SOURCE,
-    LabelFreeExperiment, ModelSetup, check_choices, check_claim_fractions, check_fractions, check_seeds, frac_metric,
-    pct, set_dataset, set_name,
+    PAPER_CIFAR_DENSENET, PAPER_CIFAR_SIMCLR, PAPER_ECG_AE, PAPER_MNIST_DAE, QUICK_ECG_AE, QUICK_MNIST_DAE,
+    SIMCLR_DEVIATION, SOURCE, LabelFreeExperiment, ModelSetup, check_choices, check_claim_fractions, check_fractions,
+    check_seeds, frac_metric, pct, set_dataset, set_name,
 )
 from xairepro.experiments.labelfree_study.sets import EXAMPLE_METHODS, LEAST, MOST, ExampleSet, LissaSettings
 from xairepro.experiments.labelfree_study.stats import per_method, per_seed
-from xairepro.experiments.verdict_rules import RULE
 from xairepro.metrics import higher_is_better
 from xairepro.utils import save_figure
 
@@ -86,7 +85,7 @@ class ExampleConsistencyExperiment(LabelFreeExperiment):
     version = "1"
     config_class = ExampleConsistencyConfig
     presets = {
-        "quick": {"datasets": ["mnist", "ecg5000"], "seeds": [0, 1],
+        "quick": {"datasets": ["mnist", "ecg5000"], "seeds": [0, 1, 2],
                   "lissa": {"depth": 4, "hessian_batch_size": 16},
                   "mnist": _set(QUICK_MNIST_DAE, list(EXAMPLE_METHODS), 200, 200, True, True),
                   "ecg5000": _set(QUICK_ECG_AE, ["tracin", "simplex", "dknn"], 120, 120, True, False)},
@@ -176,7 +175,9 @@ class ExampleConsistencyExperiment(LabelFreeExperiment):
                          f"Hessian batch {cfg.lissa.hessian_batch_size} (study: 100, 1.0, 1000, 200)",
                 "simplex": f"Adam lr {cfg.simplex_lr:g}, {cfg.simplex_steps} steps",
                 "tracin": "all epoch checkpoints kept in training, weighted by their learning rate",
-                "claim_rule": RULE}
+                "claim_rule": "the shared rule (report: How verdicts are decided); per method, paired by run",
+                "deviations": [SIMCLR_DEVIATION] if any(getattr(cfg, k).model.model == "simclr"
+                                                        for k in cfg.datasets) else []}
 
 
 def _band(values: Any) -> Any:

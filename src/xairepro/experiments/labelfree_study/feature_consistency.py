@@ -35,16 +35,16 @@ from xairepro.config import config_to_dict
 from xairepro.errors import ConfigError
 from xairepro.experiments.base import Cell, Claim, Context, Figure, MetricSpec, Record, Results, TableSpec, Verdict
 from xairepro.experiments.labelfree_study.common import (
-    PAPER_CIFAR_DENSENET, PAPER_CIFAR_SIMCLR, PAPER_ECG_AE, PAPER_MNIST_DAE, QUICK_ECG_AE, QUICK_MNIST_DAE, SOURCE,
-    LabelFreeExperiment, ModelSetup, check_choices, check_claim_fractions, check_fractions, check_seeds, frac_metric,
-    pct, set_dataset, set_name,
+    PAPER_CIFAR_DENSENET, PAPER_CIFAR_SIMCLR, PAPER_ECG_AE, PAPER_MNIST_DAE, QUICK_ECG_AE, QUICK_MNIST_DAE,
+    SIMCLR_DEVIATION, SOURCE, LabelFreeExperiment, ModelSetup, check_choices, check_claim_fractions, check_fractions,
+    check_seeds, frac_metric, pct, set_dataset, set_name,
 )
 from xairepro.experiments.labelfree_study.sets import (
     BASELINES, MASKED_EXAMPLES, PREFIX, REPLACEMENTS, FeatureSet, cell_sets, variant_name,
 )
 from xairepro.experiments.labelfree_study.stats import Pair, per_method, per_seed
 from xairepro.experiments.robustness import FRAGILE, metric_robustness
-from xairepro.experiments.verdict_rules import RULE, paired
+from xairepro.experiments.verdict_rules import paired
 from xairepro.metrics import higher_is_better
 from xairepro.utils import save_figure
 
@@ -120,7 +120,7 @@ class FeatureConsistencyExperiment(LabelFreeExperiment):
     version = "1"
     config_class = FeatureConsistencyConfig
     presets = {
-        "quick": {"datasets": ["mnist", "ecg5000"], "seeds": [0, 1], "ig_steps": 16,
+        "quick": {"datasets": ["mnist", "ecg5000"], "seeds": [0, 1, 2], "ig_steps": 16,
                   "mnist": _set(QUICK_MNIST_DAE, ["zeros", "road", "blur"], "zeros", None),
                   "ecg5000": _set(QUICK_ECG_AE, ["mean", "road"], "mean", 200)},
         "paper": {"datasets": ["mnist", "ecg5000", "cifar10", "cifar10_densenet"], "seeds": [0, 1, 2], "ig_steps": 50,
@@ -236,11 +236,14 @@ class FeatureConsistencyExperiment(LabelFreeExperiment):
         sets = {key: f"{getattr(cfg, key).model.data} ({getattr(cfg, key).model.model}), masks "
                      f"{'/'.join(getattr(cfg, key).replacements)}, baseline {getattr(cfg, key).baseline}, "
                      f"{getattr(cfg, key).n_test or 'all'} test examples" for key in cfg.datasets}
+        deviations = [SIMCLR_DEVIATION] if any(getattr(cfg, k).model.model == "simclr" for k in cfg.datasets) else []
         out = {"data_sets": sets, "attribution": f"IG {cfg.ig_steps} steps (captum default 50), GradientShap "
-               f"{cfg.gradient_shap_samples} samples, Saliency abs", "claim_rule": RULE,
+               f"{cfg.gradient_shap_samples} samples, Saliency abs",
+               "claim_rule": "the shared rule (report: How verdicts are decided); per method, paired by run",
                "cells": "one per set, run and attribution baseline: a further replacement that can be a baseline "
                         "(zeros, mean, blur) is attributed with itself, road with the set's",
-               "masked_images": "the first 4 test images of the first run, every fraction (Figures 6, 13)"}
+               "masked_images": "the first 4 test images of the first run, every fraction (Figures 6, 13)",
+               "deviations": deviations}
         if "cifar10" not in cfg.datasets and any(len(getattr(cfg, k).replacements) > 1 for k in cfg.datasets):
             out["replacement_axis"] = ("the study's black-pixel vs blur masks of CIFAR-10 (Figures 5b, 13) shown on "
                                        "the configured sets: no CIFAR-10 or DenseNet-121 SimCLR here (one SimCLR "

@@ -143,7 +143,7 @@ class LicoInsDelExperiment(StudyExperiment):
     reproduces = "seed 000, Tables 1 and 4"
     config_class = InsDelConfig
     presets = {
-        "quick": {**QUICK_COMMON, "datasets": ["shapes-k4", "shapes-k12"],
+        "quick": {**QUICK_COMMON, "datasets": ["shapes-k4", "shapes-k8"],
                   "saliency": {**QUICK_SALIENCY, "faithfulness": ROBUSTNESS_FAITHFULNESS}},
         "paper": {"saliency": {"faithfulness": ROBUSTNESS_FAITHFULNESS}},
     }
