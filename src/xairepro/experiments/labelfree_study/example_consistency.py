@@ -85,7 +85,7 @@ class ExampleConsistencyExperiment(LabelFreeExperiment):
     version = "1"
     config_class = ExampleConsistencyConfig
     presets = {
-        "quick": {"datasets": ["mnist", "ecg5000"], "seeds": [0, 1, 2],
+        "quick": {"datasets": ["mnist", "ecg5000"], "seeds": [0, 1, 2, 3],
                   "lissa": {"depth": 4, "hessian_batch_size": 16},
                   "mnist": _set(QUICK_MNIST_DAE, list(EXAMPLE_METHODS), 200, 200, True, True),
                   "ecg5000": _set(QUICK_ECG_AE, ["tracin", "simplex", "dknn"], 120, 120, True, False)},

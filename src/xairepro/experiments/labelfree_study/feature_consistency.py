@@ -120,7 +120,7 @@ class FeatureConsistencyExperiment(LabelFreeExperiment):
     version = "1"
     config_class = FeatureConsistencyConfig
     presets = {
-        "quick": {"datasets": ["mnist", "ecg5000"], "seeds": [0, 1, 2], "ig_steps": 16,
+        "quick": {"datasets": ["mnist", "ecg5000"], "seeds": [0, 1, 2, 3], "ig_steps": 16,
                   "mnist": _set(QUICK_MNIST_DAE, ["zeros", "road", "blur"], "zeros", None),
                   "ecg5000": _set(QUICK_ECG_AE, ["mean", "road"], "mean", 200)},
         "paper": {"datasets": ["mnist", "ecg5000", "cifar10", "cifar10_densenet"], "seeds": [0, 1, 2], "ig_steps": 50,

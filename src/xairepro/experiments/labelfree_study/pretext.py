@@ -117,7 +117,7 @@ class PretextExperiment(LabelFreeExperiment):
     version = "1"
     config_class = PretextConfig
     presets = {
-        "quick": {"datasets": ["mnist"], "seeds": [0, 1, 2], "ig_steps": 16,
+        "quick": {"datasets": ["mnist"], "seeds": [0, 1, 2, 3], "ig_steps": 16,
                   "saliency_methods": ["gradient_shap", "integrated_gradients"],
                   "mnist": _set(QUICK_MNIST_DAE, None, 300)},
         "paper": {"datasets": ["mnist", "fashion_mnist"], "seeds": [0, 1, 2, 3, 4], "ig_steps": 50,
