@@ -208,3 +208,52 @@ def test_provenance_records_data_sets_device_details_and_wall_time_per_cell(tmp_
     for cell in prov["cells"]:  # wall time per cell, as stored with the cell
         stored = json.loads((tmp_path / "run" / "cells" / "prov" / f"{cell['key']}.json").read_text())
         assert cell["wall_time_s"] == round(stored["wall_time_s"], 4) and cell["status"] == "computed"
+
+
+class StudyToy(ToyExperiment):
+    """The toy with study claims: one the study says holds, one it says fails, one sanity check."""
+
+    name = "studytoy"
+    study = "studytoy"
+
+    def claims(self, cfg):
+        from xairepro.experiments import Claim, Verdict
+
+        return [Claim("agrees-claim", "Plus scores higher than times", lambda r: Verdict("holds", "r"), study="holds",
+                      study_quote="plus wins"),
+                Claim("disagrees-claim", "Times wins", lambda r: Verdict("holds", "r"), study="fails"),
+                Claim("noise-claim", "Noise", lambda r: Verdict.inconclusive("within-noise", "n"), study="holds"),
+                Claim("sanity-claim", "Below 0.7", lambda r: Verdict("holds", "s"), study="holds", sanity=True)]
+
+
+def test_reproduce_ends_with_one_line_per_claim_and_the_report(tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """The terminal shows the claims (ours, the study's, agreement) and the report's path, not the results
+    tables (those stay in the report and results.csv)."""
+    register_experiment(StudyToy, replace=True)
+    try:
+        out = tmp_path / "run"
+        rc, stdout, _ = _run(["reproduce", "studytoy", "--out", str(out), "--no-progress"], capsys)
+    finally:
+        unregister_experiment("studytoy")
+    assert rc == 0
+    lines = stdout.strip().splitlines()
+    assert lines[-1].startswith("report: ") and str(out / "index.html") in lines[-1]
+    assert lines[-2] == ("3 study claims tested: 2 decided (1 agree with the study, 1 disagree), 1 undecided; "
+                         "1 sanity check(s) shown apart")
+    rows = {line.split()[0]: line.split()[1:] for line in lines[-7:-2]}
+    assert rows["studytoy/agrees-claim"] == ["holds", "holds", "agrees"]
+    assert rows["studytoy/disagrees-claim"] == ["holds", "fails", "disagrees"]
+    assert rows["studytoy/noise-claim"] == ["inconclusive", "(within-noise)", "holds", "undecided"]
+    assert rows["studytoy/sanity-claim"][:3] == ["holds", "holds", "agrees"] and "sanity" in lines[-3]
+    assert "score" not in stdout and "published" not in stdout          # no results table on the terminal
+    assert len(lines) < 15
+    claims = json.loads((out / "claims.json").read_text())["studytoy"]
+    assert [(c["status"], c["cause"], c["study"], c["agreement"], c["kind"]) for c in claims] == [
+        ("holds", "", "holds", "agrees", "test"), ("holds", "", "fails", "disagrees", "test"),
+        ("inconclusive", "within-noise", "holds", "undecided", "test"), ("holds", "", "holds", "agrees", "sanity")]
+    report = (out / "report.md").read_text()
+    assert "| **inconclusive (within-noise)** | holds | undecided |" in report
+    assert "3 study claims tested: 2 decided" in report and "How verdicts are decided" in report
+    html = (out / "index.html").read_text()
+    assert "plus wins" in html and "sanity check, not counted" in html and 'class="disagrees"' in html

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from xairepro.lico import manifold_matching_loss, ot_loss, sinkhorn
-from xairepro.lico.manifold import pairwise_distances
+from xairepro.lico.manifold import pairwise_distances, unit_aggregate
 from xairepro.lico.sinkhorn import squared_distances
 
 
@@ -205,9 +205,12 @@ def test_pairwise_distances_match_differences(dtype: torch.dtype) -> None:
 
 
 def reference_mm(f: np.ndarray, g: np.ndarray, tau: float, sign: float = -1.0) -> float:
-    """Float64 loops: A_ij = exp(s D_ij / tau) / sum_k exp(s D_ik / tau); mean_i KL(A^G_i || A^F_i)."""
+    """Float64 loops on unit-norm aggregates (rows flattened, divided by their norm):
+    A_ij = exp(s D_ij / tau) / sum_k exp(s D_ik / tau); mean_i KL(A^G_i || A^F_i)."""
     batch = f.shape[0]
     f, g = f.reshape(batch, -1), g.reshape(batch, -1)
+    f = f / np.sqrt((f ** 2).sum(axis=1, keepdims=True))
+    g = g / np.sqrt((g ** 2).sum(axis=1, keepdims=True))
     total = 0.0
     for i in range(batch):
         df = np.array([np.sqrt(((f[i] - f[j]) ** 2).sum()) for j in range(batch)])
@@ -272,3 +275,24 @@ def test_manifold_loss_bad_input() -> None:
 def test_manifold_loss_nonnegative(batch: int, tau: float, seed: int) -> None:
     img, txt = _tokens(batch, 3, 4, seed=seed), _tokens(batch, 2, 4, seed=seed + 1)
     assert manifold_matching_loss(img, txt, tau).item() >= -1e-12
+
+
+def test_manifold_distances_are_between_unit_aggregates() -> None:
+    """D compares each sample's token set as one unit vector: D in [0, 2], independent of the token count
+    and of a positive factor per sample (the flattened sets of N unit tokens would give D ~ sqrt(2 N))."""
+    img, txt = _tokens(8, 16, 4, seed=30), _tokens(8, 3, 4, seed=31)
+    d = pairwise_distances(unit_aggregate(img))
+    assert d.min() >= 0 and d.max() <= 2 + 1e-12
+    assert 0.5 < d[~torch.eye(8, dtype=torch.bool)].mean() < 1.6   # random unit vectors: ~ sqrt(2)
+    base = manifold_matching_loss(img, txt, 1.0)
+    doubled = manifold_matching_loss(torch.cat([img, img], dim=1), txt, 1.0)   # N -> 2 N, same aggregate
+    scale = torch.arange(1.0, 9.0, dtype=torch.float64).view(8, 1, 1)
+    scaled = manifold_matching_loss(img * scale, txt / scale, 1.0)
+    torch.testing.assert_close(doubled, base, atol=1e-12, rtol=0)
+    torch.testing.assert_close(scaled, base, atol=1e-12, rtol=0)
+    # an all-zero sample stays finite: at distance 1 from every unit aggregate
+    zero = img.clone()
+    zero[0] = 0
+    dz = pairwise_distances(unit_aggregate(zero))
+    torch.testing.assert_close(dz[0, 1:], torch.ones(7, dtype=torch.float64), atol=1e-12, rtol=0)
+    assert torch.isfinite(manifold_matching_loss(zero, txt, 1.0))

@@ -165,9 +165,26 @@ def test_cell_record_fills_identity_and_hash() -> None:
 def test_verdict_decide_and_status_check() -> None:
     assert Verdict.decide(True, "r", a=1.0).status == "holds"
     assert Verdict.decide(False, "r", a=1.0).status == "fails"
-    assert Verdict.decide(True, "r", a=float("nan")).status == "inconclusive"
-    with pytest.raises(ValueError, match="holds, fails or inconclusive"):
+    missing = Verdict.decide(True, "r", a=float("nan"))
+    assert (missing.status, missing.cause, missing.label) == ("inconclusive", "not-run", "inconclusive (not-run)")
+    with pytest.raises(ValueError, match="holds, fails, partly, inconclusive"):
         Verdict("maybe", "r")
+    with pytest.raises(ValueError, match="needs a cause"):
+        Verdict("inconclusive", "r")               # why it is inconclusive must be said
+    with pytest.raises(ValueError, match="only an inconclusive verdict has a cause"):
+        Verdict("holds", "r", cause="within-noise")
+    assert Verdict.inconclusive("not-learned", "r").label == "inconclusive (not-learned)"
+
+
+def test_agreement_of_ours_with_the_study() -> None:
+    from xairepro.experiments.base import Claim, agreement
+
+    assert agreement("fails", "fails") == "agrees"
+    assert agreement("partly", "holds") == "disagrees"
+    assert agreement("inconclusive", "holds") == "undecided"
+    assert agreement("holds", "") == ""
+    with pytest.raises(ValueError, match="holds, fails or partly"):
+        Claim("c", "t", lambda r: Verdict("holds", ""), study="maybe")
 
 
 def test_results_accessors() -> None:

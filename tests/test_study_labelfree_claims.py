@@ -6,8 +6,6 @@ against numbers typed from the seed's tables; the paper preset must resolve to t
 
 from __future__ import annotations
 
-import math
-
 import pandas as pd
 import pytest
 
@@ -21,7 +19,6 @@ from xairepro.experiments.labelfree_study.example_consistency import LEAST, MOST
 from xairepro.experiments.labelfree_study.feature_consistency import PREFIX, FeatureConsistencyExperiment
 from xairepro.experiments.labelfree_study.pretext import PretextExperiment, task_setup
 from xairepro.experiments.labelfree_study.references import PAIRS, pair_metric
-from xairepro.experiments.labelfree_study.stats import paired_difference, unpaired_difference
 
 
 def frame(rows: list[tuple[str, str, int, str, float]], experiment: str = "x") -> Results:
@@ -34,20 +31,6 @@ def claim(exp, cfg, claim_id: str):
     found = {c.id: c for c in exp.claims(cfg)}
     assert claim_id in found, sorted(found)
     return found[claim_id]
-
-
-# ---------------------------------------------------------------------------------------- statistics
-
-def test_paired_and_unpaired_differences_match_hand_computation() -> None:
-    d = paired_difference({0: 3.0, 1: 5.0, 2: 4.0}, {0: 1.0, 1: 2.0, 2: 2.0, 7: 9.0}, z=2.0)
-    diffs = [2.0, 3.0, 2.0]
-    sd = math.sqrt(sum((x - 7 / 3) ** 2 for x in diffs) / 2)
-    assert d.n == 3 and d.mean == pytest.approx(7 / 3) and d.uncertainty == pytest.approx(2 * sd / math.sqrt(3))
-    assert d.sign == 1
-    u = unpaired_difference([1.0, 3.0], [0.0, 0.0, 0.0], z=1.0)
-    assert u.mean == pytest.approx(2.0) and u.uncertainty == pytest.approx(math.sqrt(2.0 / 2))
-    assert math.isnan(paired_difference({0: 1.0}, {0: 0.0}).uncertainty)
-    assert paired_difference({0: 1.0}, {0: 0.0}).sign == 0
 
 
 # ---------------------------------------------------------------------------------------- claim 1
@@ -77,13 +60,21 @@ def test_claim1_verdicts_on_synthetic_results(method, random, status) -> None:
     assert claim(exp, cfg, "claim1-ecg5000").check(frame(_feature_rows(method, random))).status == "inconclusive"
 
 
-def test_claim1_needs_every_method_above_random() -> None:
+def test_claim1_is_judged_per_method_partly_when_one_fails() -> None:
+    """Saliency below Random where the other methods are above it: the study's CIFAR-10 reading ("true only
+    for the Integrated Gradients method") is "partly"; every method below Random is "fails"."""
     exp = FeatureConsistencyExperiment()
     cfg = exp.make_config("quick")
     rows = [r if not (r[1] == "saliency" and r[3] == frac_metric(PREFIX, 0.05)) else (*r[:4], 0.0)
             for r in _feature_rows([2.0, 2.1, 1.9], [1.0, 1.1, 0.9])]
     verdict = claim(exp, cfg, "claim1-mnist").check(frame(rows))
-    assert verdict.status == "fails" and "saliency@5%" in verdict.reason
+    assert verdict.status == "partly" and "saliency@5%" in verdict.reason
+    assert "holds for integrated_gradients, gradient_shap, fails for saliency" in verdict.reason
+    below = [r if r[1] == "random" else (*r[:4], 0.0) for r in _feature_rows([2.0, 2.1, 1.9], [1.0, 1.1, 0.9])]
+    assert claim(exp, cfg, "claim1-mnist").check(frame(below)).status == "fails"
+    assert claim(exp, cfg, "claim1-mnist").study == "holds"
+    paper = exp.make_config("paper")
+    assert claim(exp, paper, "claim1-cifar10").study == "partly"
 
 
 def _road_rows(method_shift: list[float], random_shift: list[float]) -> list:
@@ -117,9 +108,10 @@ def test_metric_robustness_rules() -> None:
     v = {"a": Verdict("holds", ""), "b": Verdict("holds", "")}
     assert metric_robustness(v, "x").status == "holds"
     assert metric_robustness({**v, "c": Verdict("fails", "")}, "x").status == "fails"
-    assert metric_robustness({"a": Verdict("inconclusive", ""), "b": Verdict("inconclusive", "")}, "x").status \
-        == "inconclusive"
-    assert metric_robustness({}, "x").status == "inconclusive"
+    noise, learn = Verdict.inconclusive("within-noise", ""), Verdict.inconclusive("not-learned", "")
+    assert metric_robustness({"a": noise, "b": noise}, "x").label == "inconclusive (within-noise)"
+    assert metric_robustness({"a": noise, "b": learn}, "x").cause == "not-learned"
+    assert metric_robustness({}, "x").label == "inconclusive (not-run)"
     r = metric_robustness(v, "x", {"m@5%": {"a": 1, "b": -1}, "m@10%": {"a": 1, "b": 0}, "m@20%": {"a": None}})
     assert r.numbers["comparisons flipping"] == 1 and "m@5% a + b -" in r.reason and "m@20% a ? b ?" in r.reason
 
@@ -203,7 +195,7 @@ def _vae_rows(low: list[float], high: list[float], dataset: str = "digits", info
 ])
 def test_claim4_verdicts_on_synthetic_results(low, high, status) -> None:
     exp = DisentangledVaeExperiment()
-    cfg = exp.make_config("quick", ["betas=[1.0,5.0,10.0]"])
+    cfg = exp.make_config("quick", ["betas=[1.0,5.0,10.0]", "vae_types=[beta-vae,tc-vae]"])
     verdict = claim(exp, cfg, "claim4-mnist").check(frame(_vae_rows(low, high)))
     assert verdict.status == status
     assert verdict.numbers["beta-vae change"] == pytest.approx(sum(high) / 3 - sum(low) / 3)
@@ -211,7 +203,7 @@ def test_claim4_verdicts_on_synthetic_results(low, high, status) -> None:
 
 def test_claim4_one_run_or_missing_type_is_inconclusive() -> None:
     exp = DisentangledVaeExperiment()
-    cfg = exp.make_config("quick")
+    cfg = exp.make_config("quick", ["betas=[1.0,10.0]", "vae_types=[beta-vae,tc-vae]"])
     c = claim(exp, cfg, "claim4-mnist")
     assert c.check(frame(_vae_rows([0.4], [0.5]))).status == "inconclusive"
     only_beta = [r for r in _vae_rows([0.40, 0.42, 0.41], [0.45, 0.47, 0.46]) if r[1].startswith("beta-vae")]
@@ -222,7 +214,7 @@ def test_claim4_with_collapsed_units_is_inconclusive_with_the_reason() -> None:
     """A clear decrease of the Pearson correlation between unit maps decides nothing when a run's latent units
     are collapsed (fewer than 2 informative units): the maps then encode no generative factor."""
     exp = DisentangledVaeExperiment()
-    cfg = exp.make_config("quick", ["betas=[1.0,5.0,10.0]"])
+    cfg = exp.make_config("quick", ["betas=[1.0,5.0,10.0]", "vae_types=[beta-vae,tc-vae]"])
     c = claim(exp, cfg, "claim4-mnist")
     low, high = [0.60, 0.62, 0.61], [0.20, 0.22, 0.21]
     assert c.check(frame(_vae_rows(low, high, informative=2.0))).status == "fails"
@@ -467,4 +459,7 @@ def test_study_is_registered_with_quick_and_paper_presets() -> None:
                                         "labelfree-pretext", "labelfree-vae", "labelfree-roar"]
     assert all({"quick", "paper"} <= set(e.presets) for e in chosen)
     vae = chosen[3].make_config("quick")
-    assert vae.betas == [1.0, 10.0] and vae.seeds == [0, 1]     # the extremes claim 4 compares, 2 runs
+    # beta 1 vs 5 (beta 10 collapsed the quick VAEs' units), beta-VAE only, 3 runs; the consistency and pretext 4
+    assert vae.betas == [1.0, 5.0] and vae.vae_types == ["beta-vae"] and vae.seeds == [0, 1, 2]
+    assert all(e.make_config("quick").seeds == [0, 1, 2, 3] for e in chosen[:3])
+    assert chosen[3].describe(chosen[3].make_config("paper"))["deviations"][0].startswith("MNIST VAEs")

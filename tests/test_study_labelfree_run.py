@@ -51,11 +51,13 @@ TINY = (
     + [f"{PRETEXT}.mnist.n_test=12", f"{PRETEXT}.mnist.n_train=30", f"{PRETEXT}.ig_steps=4"]
     + [f"{VAE}.mnist.model.epochs=1", f"{VAE}.mnist.model.data_options.subset=0.12", f"{VAE}.mnist.n_test=8",
        f"{VAE}.dsprites.model.epochs=1", f"{VAE}.dsprites.model.data_options.stride=[1,3,20,16,16]",
-       f"{VAE}.dsprites.n_test=6", f"{VAE}.betas=[1.0,10.0]", f"{VAE}.gradient_shap_samples=2", f"{VAE}.ig_steps=2"]
+       f"{VAE}.dsprites.n_test=6", f"{VAE}.betas=[1.0,10.0]", f"{VAE}.gradient_shap_samples=2", f"{VAE}.ig_steps=2",
+       f"{VAE}.vae_types=[beta-vae,tc-vae]"]
     # ROAR: the pretext study's reconstruction autoencoder (same overrides), 1 epoch per retraining
     + [f"{ROAR}.mnist.model.{o}" for o in _DAE]
     + [f"{ROAR}.mnist.retrain_epochs=1", f"{ROAR}.mnist.n_train=40", f"{ROAR}.mnist.n_test=20", f"{ROAR}.ig_steps=4",
        f"{ROAR}.fractions=[0.0,0.5,1.0]", f"{ROAR}.claim_fractions=[0.5]"]
+    + [f"{name}.seeds=[0,1]" for name in (FEATURE, EXAMPLE, PRETEXT, VAE, ROAR)]   # the quick preset runs more
 )
 
 
@@ -113,7 +115,11 @@ def test_every_cell_runs_and_claims_are_decided(run) -> None:
                             "claim1-mnist-metric-robustness", "claim1-ecg5000-metric-robustness", "claim1-mnist-blur"}
     for name in EXPERIMENTS:
         for c in claims[name]:
-            assert c["status"] in ("holds", "fails", "inconclusive") and c["reason"], c
+            assert c["status"] in ("holds", "fails", "partly", "inconclusive") and c["reason"], c
+            if c["id"].endswith(("-road", "-blur", "-metric-robustness")):   # not the study's (issues 14, 15)
+                assert c["study"] == "" and c["agreement"] == "", c
+            else:
+                assert c["study"] == "holds" and c["agreement"] in ("agrees", "disagrees", "undecided"), c
 
 
 def test_figures_are_written(run) -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from xairepro.errors import ConfigError
 from xairepro.experiments import register_experiment, unregister_experiment
 from xairepro.experiments.lico_study import (
     LicoAccuracyExperiment, LicoInsDelExperiment, LicoIouExperiment, LicoTemperatureExperiment, StudySet,
@@ -41,7 +42,7 @@ def lico_registered():
 
 def test_tiny_study_end_to_end_through_the_runner(lico_registered, tmp_path: Path) -> None:
     overrides = [
-        "datasets=[tiny-k3]", "variants=[baseline,lico]", "training.epochs=1", "training.batch_size=16",
+        "datasets=[tiny-k3]", "variants=[baseline,lico]", "training.epochs=1", "training.batch_size=16", "seeds=[0,1]",
         "lico-tau.variants=[baseline,lico,lico-tau-fixed]",
         "lico-insdel.saliency.n_images=4", "lico-insdel.saliency.rise_masks=8",
         "lico-tau.saliency.n_images=4", "lico-tau.saliency.rise_masks=8", "lico-tau.saliency.methods=[gradcam]",
@@ -90,11 +91,13 @@ def test_tiny_study_end_to_end_through_the_runner(lico_registered, tmp_path: Pat
                            "finding-mm-beats-ot", "finding-both-not-above-mm", "finding-baseline-iou-above-lico",
                            "finding-tau-no-difference", "claim-1-interpretability-metric-robustness"}
     for claim in claims.values():
-        assert claim["status"] in ("holds", "fails", "inconclusive")
+        assert claim["status"] in ("holds", "fails", "partly", "inconclusive")
         assert "could not run" not in claim["reason"], claim["reason"]
     # one data set: "more classes" and "limited data" have nothing to compare; the others name their numbers
-    assert claims["claim-3-more-classes"]["status"] == "inconclusive"
-    assert claims["limited-data"]["status"] == "inconclusive"
+    assert (claims["claim-3-more-classes"]["status"], claims["claim-3-more-classes"]["cause"]) == ("inconclusive",
+                                                                                               "not-run")
+    assert (claims["limited-data"]["status"], claims["limited-data"]["cause"]) == ("inconclusive", "not-run")
+    assert claims["claim-2-accuracy"]["study"] == "fails" and claims["claim-2-accuracy"]["kind"] == "test"
     assert "tiny-k3 diff" in claims["claim-2-accuracy"]["numbers"]
     assert "tiny-k3 Grad-CAM diff" in claims["claim-1-interpretability"]["numbers"]
     robust = claims["claim-1-interpretability-metric-robustness"]
@@ -185,16 +188,27 @@ def test_quick_preset_uses_stand_ins_and_small_settings() -> None:
     for cls in EXPERIMENTS:
         exp = cls()
         cfg = exp.make_config("quick")
-        assert cfg.seeds == [0, 1] and cfg.gpus == 0 and cfg.lico["text_encoder"] == "minilm"
+        assert cfg.seeds == [0, 1, 2] and cfg.gpus == 0 and cfg.lico["text_encoder"] == "minilm"
+        assert exp.describe(cfg)["deviations"][-1].startswith("quick preset")
         for spec in cfg.sets():
             assert spec.stand_in and spec.data == "shapes-seg"
         for ref in exp.references(cfg):
             assert "quick preset" in ref.note
     # the limited-data stand-in is a training subset of the "more classes" stand-in, tested on its full test
     # split (as CIFAR-100 (2,500) is CIFAR-100 with subset=2500)
-    limited, full = get_study_set("shapes-k12-limited"), get_study_set("shapes-k12")
+    limited, full = get_study_set("shapes-k8-limited"), get_study_set("shapes-k8")
     assert limited.limited_of == full.key and limited.eval_options() == dict(full.options)
     assert 0 < limited.options["subset"] < 1
+    # the loss ablation (MM only, OT only) trains on shapes-k4 only in the quick preset
+    acc = LicoAccuracyExperiment()
+    grid = {(c.dataset, c.variant) for c in acc.cells(acc.make_config("quick"))}
+    assert {v for d, v in grid if d == "shapes-k4"} == {"baseline", "mm", "ot", "lico"}
+    assert {v for d, v in grid if d != "shapes-k4"} == {"baseline", "lico"}
+    assert len(acc.cells(acc.make_config("quick", ["ablation_sets=null"]))) == 3 * 4 * 3
+    with pytest.raises(ConfigError, match="nope"):
+        acc.make_config("quick", ["ablation_sets=[nope]"])
+    paper = LicoIouExperiment().describe(LicoIouExperiment().make_config("paper"))["deviations"]
+    assert paper and paper[0].startswith("PartImageNet")
     described = LicoInsDelExperiment().describe(LicoInsDelExperiment().make_config("quick"))
     assert list(described["protocols"]) == ["lico-fact", "petsiuk"] and "lico-fact" in described["protocol_note"]
     assert not math.isnan(described["protocols"]["lico-fact"]["pixels_per_step"])

@@ -13,35 +13,16 @@ import typer
 DEFAULT_PRESET = "quick"
 
 
-def print_results(out_dir: Path) -> None:
-    """Print the claim verdicts and the summary table (ours vs published) of a finished run."""
-    # lazy: start-up time of `xairepro --help`
-    import pandas as pd
-    from rich.console import Console
-    from rich.table import Table
+def print_claims(out_dir: Path) -> None:
+    """Print one line per claim of a finished run (ours, the study's, agreement) and the tally.
 
-    console = Console()
-    claims_path, summary_path = out_dir / "claims.json", out_dir / "summary.csv"
+    The results tables stay in the report and ``results.csv``.
+    """
+    from xairepro.report.claims import claim_lines  # lazy: start-up time of `xairepro --help`
+
+    claims_path = out_dir / "claims.json"
     if claims_path.is_file():
-        table = Table(title="Claims", title_justify="left")
-        for col in ("experiment", "claim", "verdict", "numbers that decided"):
-            table.add_column(col, overflow="fold")
-        colour = {"holds": "green", "fails": "red", "inconclusive": "yellow"}
-        for exp, claims in json.loads(claims_path.read_text()).items():
-            for c in claims:
-                table.add_row(exp, c["text"], f"[{colour.get(c['status'], 'white')}]{c['status']}[/]", c["reason"])
-        console.print(table)
-    if summary_path.is_file():
-        frame = pd.read_csv(summary_path)
-        table = Table(title="Results (mean ± std over seeds; published value where the study gives one)",
-                      title_justify="left")
-        for col in ("experiment", "dataset", "variant", "metric", "ours", "published"):
-            table.add_column(col, overflow="fold", justify="right" if col in ("ours", "published") else "left")
-        for row in frame.itertuples(index=False):
-            ours = f"{row.mean:.4g}" + (f" ± {row.std:.2g}" if pd.notna(row.std) else "")
-            ref = "" if pd.isna(row.reference) else f"{row.reference:.4g}"
-            table.add_row(row.experiment, row.dataset, row.variant, row.metric, ours, ref)
-        console.print(table)
+        print("\n".join(claim_lines(json.loads(claims_path.read_text(encoding="utf-8")))))
 
 
 def register(app: typer.Typer) -> None:
@@ -76,10 +57,11 @@ def register(app: typer.Typer) -> None:
         summary = reproduce(studies or [], preset=preset, out_dir=out, data_dir=data_dir, executor=executor,
                             address=address, workers=workers, overrides=overrides or [], force=force, download=download,
                             show_progress=progress, finish=lambda folder: written.extend(render_report(folder)))
-        html = written[-1]
-        print_results(summary.out_dir)
+        md, html = written
         print(f"{summary.total} cells: {summary.computed} computed, {summary.cached} cached, "
-              f"{summary.failed} failed ({summary.wall_time_s:.1f} s) -> {html}")
+              f"{summary.failed} failed ({summary.wall_time_s:.1f} s)")
+        print_claims(summary.out_dir)
+        print(f"report: {html} (and {md.name}; every number in results.csv)")
         for error, labels in _group_failures(summary.failures):
             if len(labels) == 1:
                 print(f"xairepro: cell failed: {labels[0]}: {error}", file=sys.stderr)

@@ -30,7 +30,8 @@ if TYPE_CHECKING:  # pandas and numpy are imported lazily: listing experiments s
     import pandas as pd
 
 __all__ = [
-    "Cell", "Context", "Record", "Reference", "Claim", "Verdict", "VerdictStatus", "Figure",
+    "Cell", "Context", "Record", "Reference", "Claim", "Verdict", "VerdictStatus", "VERDICT_STATUSES",
+    "INCONCLUSIVE_CAUSES", "agreement", "Figure",
     "MetricSpec", "TableSpec", "Results", "ModelStore", "Experiment", "RECORD_FIELDS", "PRESET_DESCRIPTIONS",
     "cell_dir",
 ]
@@ -38,7 +39,13 @@ __all__ = [
 #: Columns of ``results.csv``, in order.
 RECORD_FIELDS: tuple[str, ...] = ("experiment", "dataset", "variant", "seed", "metric", "value", "config_hash")
 
-VerdictStatus = Literal["holds", "fails", "inconclusive"]
+VerdictStatus = Literal["holds", "fails", "partly", "inconclusive"]
+#: Every verdict status: ``partly`` = the claim holds for some of its subjects (e.g. methods) and fails for others.
+VERDICT_STATUSES: tuple[str, ...] = ("holds", "fails", "partly", "inconclusive")
+#: Why a verdict is ``inconclusive``: the compared models did not learn (chance guard, collapsed latent units),
+#: the evidence is within noise (no significant result either way, or a single run), or the run lacks what the
+#: claim compares (failed cells, data sets or variants not in the run, a check that could not run).
+INCONCLUSIVE_CAUSES: tuple[str, ...] = ("not-learned", "within-noise", "not-run")
 
 #: What the presets every experiment offers mean (``xairepro list presets``).
 PRESET_DESCRIPTIONS: dict[str, str] = {
@@ -140,32 +147,73 @@ class Reference:
 
 @dataclass(frozen=True)
 class Verdict:
-    """The outcome of a claim check and the numbers that decided it."""
+    """The outcome of a claim check and the numbers that decided it.
+
+    ``cause`` says why an ``inconclusive`` verdict is one (one of :data:`INCONCLUSIVE_CAUSES`); it is
+    empty for the other statuses.
+    """
 
     status: VerdictStatus
     reason: str
     numbers: Mapping[str, float] = field(default_factory=dict)
+    cause: str = ""
 
     def __post_init__(self) -> None:
-        if self.status not in ("holds", "fails", "inconclusive"):
-            raise ValueError(f"verdict status must be holds, fails or inconclusive, not {self.status!r}")
+        if self.status not in VERDICT_STATUSES:
+            raise ValueError(f"verdict status must be one of {', '.join(VERDICT_STATUSES)}, not {self.status!r}")
+        if self.status == "inconclusive" and self.cause not in INCONCLUSIVE_CAUSES:
+            raise ValueError(f"an inconclusive verdict needs a cause ({', '.join(INCONCLUSIVE_CAUSES)}), "
+                             f"got {self.cause!r}")
+        if self.status != "inconclusive" and self.cause:
+            raise ValueError(f"only an inconclusive verdict has a cause, not {self.status!r}")
+
+    @classmethod
+    def inconclusive(cls, cause: str, reason: str, numbers: Mapping[str, float] | None = None) -> Verdict:
+        return cls("inconclusive", reason, dict(numbers or {}), cause)
+
+    @property
+    def label(self) -> str:
+        """The status as shown: ``inconclusive (within-noise)`` etc."""
+        return f"{self.status} ({self.cause})" if self.cause else self.status
 
     @classmethod
     def decide(cls, condition: bool, reason: str, **numbers: float) -> Verdict:
-        """``holds`` when ``condition`` is true, else ``fails``; ``inconclusive`` if a number is NaN."""
+        """``holds`` when ``condition`` is true, else ``fails``; ``inconclusive`` (not-run) if a number is NaN."""
         if any(isinstance(v, float) and math.isnan(v) for v in numbers.values()):
-            return cls("inconclusive", f"{reason} (a value is missing)", numbers)
+            return cls("inconclusive", f"{reason} (a value is missing)", numbers, "not-run")
         return cls("holds" if condition else "fails", reason, numbers)
+
+
+def agreement(ours: str, study: str) -> str:
+    """Our verdict beside the study's own: ``agrees`` / ``disagrees``, ``undecided`` when ours is
+    inconclusive, ``""`` when the claim carries no study verdict."""
+    if not study:
+        return ""
+    if ours == "inconclusive":
+        return "undecided"
+    return "agrees" if ours == study else "disagrees"
 
 
 @dataclass(frozen=True)
 class Claim:
-    """A claim of the study, checked over the aggregated results of one experiment."""
+    """A claim of the study, checked over the aggregated results of one experiment.
+
+    ``study``: the study's own verdict on it (``holds`` / ``fails`` / ``partly``, read from the seed text,
+    quoted in ``study_quote``); empty for checks that are not study claims (the smoke run).  ``sanity``: a
+    check that cannot fail at any plausible value (shown, not counted among the tests of the study).
+    """
 
     id: str
     text: str
     check: Callable[[Results], Verdict]
     source: str = ""
+    study: str = ""
+    study_quote: str = ""
+    sanity: bool = False
+
+    def __post_init__(self) -> None:
+        if self.study and self.study not in ("holds", "fails", "partly"):
+            raise ValueError(f"a study's verdict is holds, fails or partly, not {self.study!r}")
 
 
 @dataclass(frozen=True)

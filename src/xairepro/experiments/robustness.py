@@ -9,11 +9,12 @@ optionally, the sign of every compared difference under every metric) into one v
 
 - holds (robust): the same decided verdict under every metric;
 - fails (**metric-fragile**): the verdict differs between metrics;
-- inconclusive: no metric decides (every verdict inconclusive), or nothing to compare.
+- inconclusive: no metric decides (every verdict inconclusive: its cause, not-learned before within-noise),
+  or nothing to compare (not-run).
 
 The reason lists each metric's verdict and, per comparison, its sign under each metric
-(``+`` in the claimed direction beyond the uncertainty, ``-`` against it, ``=`` within it, ``?``
-undecidable), the verdict-robustness table in text form.
+(``+`` in the claimed direction by a one-sided t-test at the shared rule's level, ``-`` against it, ``=``
+within the noise, ``?`` untestable), the verdict-robustness table in text form.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ def metric_robustness(verdicts: Mapping[str, Verdict], what: str,
     comparison whose decided signs disagree is counted in ``numbers["comparisons flipping"]``.
     """
     if not verdicts:
-        return Verdict("inconclusive", f"{what}: no metric to compare")
+        return Verdict.inconclusive("not-run", f"{what}: no metric to compare")
     statuses = {metric: v.status for metric, v in verdicts.items()}
     listing = "; ".join(f"{metric}: {status}" for metric, status in statuses.items())
     table = ""
@@ -52,12 +53,14 @@ def metric_robustness(verdicts: Mapping[str, Verdict], what: str,
         numbers["comparisons flipping"] = float(len(flipping))
         metrics = list(verdicts)
         rows = [f"{label} " + " ".join(f"{m} {sign_symbol(row.get(m))}" for m in metrics) for label, row in signs.items()]
-        table = " Signs per comparison (+ claimed direction, - against, = within the uncertainty, ? undecidable): " \
+        table = " Signs per comparison (+ claimed direction, - against, = within the noise, ? untestable): " \
             + "; ".join(rows) + "."
     distinct = set(statuses.values())
     if len(distinct) > 1:
         return Verdict("fails", f"{FRAGILE}: {what} changes with the metric ({listing}).{table}", numbers)
     status = distinct.pop()
     if status == "inconclusive":
-        return Verdict("inconclusive", f"no metric decides {what} ({listing}).{table}", numbers)
+        causes = {v.cause for v in verdicts.values()}
+        cause = next((c for c in ("not-learned", "not-run") if c in causes), "within-noise")
+        return Verdict.inconclusive(cause, f"no metric decides {what} ({listing}).{table}", numbers)
     return Verdict("holds", f"robust: {what} {status} under every metric ({listing}).{table}", numbers)

@@ -31,8 +31,9 @@ if TYPE_CHECKING:  # the training backend imports torch: study configs import th
 __all__ = ["TrainingSection", "ARTEFACT_VERSION", "accelerator", "model_key", "TrainedModel", "trained_model",
            "with_context_data"]
 
-#: Bump when what the studies store beside a trained model changes (every cached model is then rebuilt).
-ARTEFACT_VERSION = 1
+#: Bump when what the studies store beside a trained model changes, or training code changes what a run trains
+#: (every cached model is then rebuilt).  2: LICO's L_MM on unit-norm aggregates (issue 13).
+ARTEFACT_VERSION = 2
 
 
 @dataclass

@@ -2,8 +2,9 @@
 
 Image tokens F: the last stage (B, C, H, W) as C tokens of dimension H W, each L2-normalised. Text tokens
 G: h_psi of the frozen encoder's outputs for the K class prompts, each L2-normalised, gathered per sample
-by label. L_MM uses the class-level (K, K) text distances gathered to (B, B); L_OT solves the B transport
-problems in one batched Sinkhorn. :class:`LicoAlignment` holds every trainable part besides the
+by label. L_MM compares unit-norm aggregates (each sample's token set flattened and L2-normalised, so
+distances lie in [0, 2]) and gathers the class-level (K, K) text distances to (B, B); L_OT solves the B
+transport problems in one batched Sinkhorn. :class:`LicoAlignment` holds every trainable part besides the
 classifier (contexts, h_psi, tau), so it can sit in a wrapper model (:class:`~xairepro.lico.LICO`) or be
 owned by the objective (``xairepro train --set method=lico``); the classifier itself stays unchanged.
 """
@@ -20,7 +21,7 @@ from torch import nn
 from xairepro.config import config_to_dict
 from xairepro.errors import UsageError
 from xairepro.lico.config import LicoConfig
-from xairepro.lico.manifold import mm_from_distances, pairwise_distances
+from xairepro.lico.manifold import log_affinities, mm_from_distances, pairwise_distances, unit_aggregate
 from xairepro.lico.prompts import PromptLearner, check_class_names
 from xairepro.lico.sinkhorn import ot_loss
 from xairepro.lico.text_encoders import TextEncoder, load_text_encoder
@@ -143,6 +144,30 @@ class LicoAlignment(nn.Module):
                 loss = loss + self._alignment(tokens.to(dtype), text.to(dtype), labels, terms)
         return LicoOutput(logits, loss, terms)
 
+    @staticmethod
+    def mm_distances(tokens: torch.Tensor, text: torch.Tensor, labels: torch.Tensor
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+        """D^F and D^G of L_MM, (B, B) each, in [0, 2]: distances between unit-norm aggregates.
+
+        ``tokens`` (B, N, d') image tokens, ``text`` (K, M, d') class text tokens, ``labels`` (B,); the
+        text distances are computed for the K classes and gathered by label (G_i is its class's tokens).
+        """
+        dist_image = pairwise_distances(unit_aggregate(tokens))                         # (B, B)
+        dist_class = pairwise_distances(unit_aggregate(text))                           # (K, K)
+        return dist_image, dist_class[labels][:, labels]
+
+    def affinities(self, features: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """A^F and A^G of L_MM at the current tau, (B, B) each, rows summing to 1 (a diagnostic; no grad).
+
+        ``features`` the last stage (B, C, H, W), ``labels`` (B,).
+        """
+        with torch.no_grad():
+            tokens, text = image_tokens(features), self.text_tokens()
+            dtype = torch.promote_types(tokens.dtype, torch.float32)
+            dist_image, dist_text = self.mm_distances(tokens.to(dtype), text.to(dtype), labels)
+            tau, sign = self.temperature(), self.lico_config.mm_sign
+            return log_affinities(dist_image, tau, sign=sign).exp(), log_affinities(dist_text, tau, sign=sign).exp()
+
     def _alignment(self, tokens: torch.Tensor, text: torch.Tensor, labels: torch.Tensor,
                    terms: dict[str, torch.Tensor]) -> torch.Tensor:
         """alpha L_MM + beta L_OT for image tokens (B, N, d') and class text tokens (K, M, d')."""
@@ -150,9 +175,7 @@ class LicoAlignment(nn.Module):
         total = tokens.new_zeros(())
         if cfg.use_mm:
             tau = self.temperature()
-            dist_image = pairwise_distances(tokens.flatten(1))                          # (B, B)
-            dist_class = pairwise_distances(text.flatten(1))                            # (K, K)
-            dist_text = dist_class[labels][:, labels]                                   # (B, B): G_i by label
+            dist_image, dist_text = self.mm_distances(tokens, text, labels)
             mm = mm_from_distances(dist_image, dist_text, tau, sign=cfg.mm_sign)
             total = total + cfg.alpha * mm
             terms["mm"], terms["tau"] = mm.detach(), tau.detach()

@@ -16,6 +16,7 @@ from typing import Any
 
 import jinja2
 
+from xairepro.report.claims import tally, verdict_label
 from xairepro.report.data import ReportData, fmt, load_report_data
 from xairepro.utils import atomic_write_text
 
@@ -80,6 +81,12 @@ def _device_line(prov: dict[str, Any]) -> str:
     return f"{dev.get('platform', '?')}; {dev.get('cpu_count', '?')} CPU cores; {gpus}"
 
 
+def _details(details: dict[str, Any]) -> dict[str, Any]:
+    """An experiment's provenance details as shown: lists of lines joined, empty lists left out."""
+    return {k: "; ".join(str(x) for x in v) if isinstance(v, list) else v for k, v in details.items()
+            if not (isinstance(v, list) and not v)}
+
+
 def _context(data: ReportData) -> dict[str, Any]:
     for section in data.sections:
         for fig in section.figures:
@@ -88,12 +95,14 @@ def _context(data: ReportData) -> dict[str, Any]:
                 fig["error"] = f"file {fig.get('path')!r} not found in the output folder"
     prov = data.provenance
     experiments = {name: {"config_hash": e.get("config_hash", ""), "seeds": e.get("seeds", []),
-                          "datasets": e.get("datasets", {}), "details": e.get("details", {})}
+                          "datasets": e.get("datasets", {}), "details": _details(e.get("details", {}))}
                    for name, e in prov.get("experiments", {}).items()}
     run = {"executor": None, "finished": None, "wall_time_s": None, "cells_wall_time_s": None,
            **prov.get("run", {})}
+    claims = [c for section in data.sections for c in section.claims]
     return {"data": data, "run": run, "device": _device_line(prov), "packages": prov.get("packages", {}),
-            "experiments": experiments, "cells": prov.get("cells", [])}
+            "experiments": experiments, "cells": prov.get("cells", []), "label": verdict_label,
+            "claim_tally": tally(claims).sentence(), "verdict_rule": run.get("verdict_rule") or ""}
 
 
 def render_html(data: ReportData) -> str:
@@ -107,10 +116,16 @@ def render_markdown(data: ReportData) -> str:
     run = ctx["run"]
     lines = ["# xairepro reproduction report", "",
              f"Preset {code(data.preset)} · executor {code(run['executor'])} · finished {e(run['finished'])}", ""]
-    lines += ["## Claims at a glance", "", "| Study | Claim | Verdict | Numbers that decided |", "|---|---|---|---|"]
+    lines += ["## Claims at a glance", "", f"{e(ctx['claim_tally'])}.", "",
+              "| Study | Claim | Ours | The study's | Agreement | Why (numbers that decided) |",
+              "|---|---|---|---|---|---|"]
     for s in data.sections:
         for c in s.claims:
-            lines.append(f"| {e(s.title)} | {e(c['text'])} | **{e(c['status'])}** | {e(c['reason'])} |")
+            sanity = " (sanity check, not counted)" if c.get("kind") == "sanity" else ""
+            lines.append(f"| {e(s.title)} | {e(c['text'] + sanity)} | **{e(verdict_label(c))}** | "
+                         f"{e(c.get('study') or '—')} | {e(c.get('agreement') or '—')} | {e(c['reason'])} |")
+    if ctx["verdict_rule"]:
+        lines += ["", f"How verdicts are decided: {e(ctx['verdict_rule'])}"]
     for s in data.sections:
         lines += ["", f"## {e(s.title)}", "",
                   f"Experiment {code(s.name)}" + (f" · reproduces {e(s.reproduces)}" if s.reproduces else "")
@@ -131,7 +146,9 @@ def render_markdown(data: ReportData) -> str:
             lines.append("This experiment states no claim.")
         for c in s.claims:
             numbers = ", ".join(f"{e(k)} = {fmt(v)}" for k, v in c["numbers"].items())
-            lines.append(f"- **{e(c['status'])}**: {e(c['text'])} — {e(c['reason'])}"
+            study = (f" · the study's: {e(c['study'])} ({e(c.get('agreement') or '')}): “{e(c.get('study_quote') or '')}”"
+                     if c.get("study") else "")
+            lines.append(f"- **{e(verdict_label(c))}**: {e(c['text'])}{study} — {e(c['reason'])}"
                          + (f" ({numbers})" if numbers else ""))
         if s.figures:
             lines += ["", "### Figures", ""]

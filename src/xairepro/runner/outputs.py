@@ -19,7 +19,7 @@ from typing import Any
 import pandas as pd
 
 from xairepro.config import config_hash
-from xairepro.experiments.base import RECORD_FIELDS, Experiment, Figure, Reference, Results, Verdict
+from xairepro.experiments.base import RECORD_FIELDS, Experiment, Figure, Reference, Results, Verdict, agreement
 from xairepro.utils import atomic_path
 
 __all__ = ["SUMMARY_FIELDS", "results_frame", "write_csv", "summarise", "evaluate_claims", "figures_key", "make_figures"]
@@ -82,26 +82,33 @@ def _row(exp: str, dataset: str, variant: str, metric: str, n: int, mean: float,
 
 def evaluate_claims(experiment: Experiment, cfg: Any, results: Results, *, failed_cells: int = 0,
                     total_cells: int = 0) -> list[dict[str, Any]]:
-    """Run each claim's check; a check that raises or returns no Verdict is ``inconclusive``.
+    """Run each claim's check; a check that raises or returns no Verdict is ``inconclusive (not-run)``.
 
-    With ``failed_cells`` > 0 the results are partial: a claim is then ``inconclusive`` whatever its check
-    says on the finished cells (the reason gives that verdict and the count of failed cells).
+    With ``failed_cells`` > 0 the results are partial: a claim is then ``inconclusive (not-run)`` whatever
+    its check says on the finished cells (the reason gives that verdict and the count of failed cells).
+    Each entry carries our verdict (``status``, ``cause``), the study's own (``study``, ``study_quote``),
+    ``agreement`` between them and ``kind`` (``test``, or ``sanity`` for a check that cannot fail at
+    plausible values).
     """
     out = []
     for claim in experiment.claims(cfg):
         try:
             verdict = claim.check(results)
             if not isinstance(verdict, Verdict):
-                verdict = Verdict("inconclusive", f"the check returned {type(verdict).__name__}, not a Verdict")
+                verdict = Verdict.inconclusive("not-run", f"the check returned {type(verdict).__name__}, "
+                                               "not a Verdict")
         except Exception as exc:  # noqa: BLE001 - one broken check must not hide the others
             line = (str(exc).strip().splitlines() or [""])[0]
-            verdict = Verdict("inconclusive", f"the check could not run: {type(exc).__name__}: {line}")
+            verdict = Verdict.inconclusive("not-run", f"the check could not run: {type(exc).__name__}: {line}")
         if failed_cells and verdict.status != "inconclusive":
             reason = (f"{failed_cells} of {total_cells} cells failed; on the finished cells the claim "
                       f"{verdict.status}: {verdict.reason}")
-            verdict = Verdict("inconclusive", reason, verdict.numbers)
+            verdict = Verdict.inconclusive("not-run", reason, verdict.numbers)
         out.append({"id": claim.id, "text": claim.text, "source": claim.source, "status": verdict.status,
-                    "reason": verdict.reason,
+                    "cause": verdict.cause, "verdict": verdict.label, "reason": verdict.reason,
+                    "study": claim.study, "study_quote": claim.study_quote,
+                    "agreement": agreement(verdict.status, claim.study),
+                    "kind": "sanity" if claim.sanity else "test",
                     "numbers": {str(k): float(v) for k, v in dict(verdict.numbers).items()}})
     return out
 

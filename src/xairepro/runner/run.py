@@ -24,6 +24,7 @@ from xairepro.config import config_has_key, parse_overrides
 from xairepro.errors import ConfigError, UsageError
 from xairepro.experiments.base import Cell, Experiment, Results
 from xairepro.experiments.registry import list_experiments, select_experiments
+from xairepro.experiments.verdict_rules import RULE as VERDICT_RULE
 from xairepro.runner.executors import Job, LocalExecutor, RayExecutor, make_executor
 from xairepro.runner.outputs import evaluate_claims, make_figures, results_frame, summarise, write_csv
 from xairepro.runner.lock import folder_lock
@@ -263,7 +264,8 @@ def reproduce(
                     "started": started, "finished": _now(), "wall_time_s": round(wall, 3),
                     "cells_wall_time_s": round(sum(o.wall_time_s for o in outcomes.values()), 3),
                     "cells": {"total": sum(len(g) for g in cells.values()), "computed": len(jobs) - len(failures),
-                              "cached": n_cached, "failed": len(failures)}}
+                              "cached": n_cached, "failed": len(failures)},
+                    "verdict_rule": VERDICT_RULE}
         write_json(out / "provenance.json", build_provenance(
             experiments=experiments, configs=configs, cells=cells, outcomes=outcomes, run=run_info,
             data_dir=data_path))

@@ -22,7 +22,8 @@ from xairepro.train.config import TrainConfig
 
 __all__ = [
     "STUDY", "SOURCE", "DATA_SEED", "ModelSetup", "LabelFreeExperiment", "check_fractions", "check_seeds",
-    "check_choices", "check_claim_fractions", "set_name", "set_dataset", "ENCODER_VARIANTS",
+    "check_choices", "check_claim_fractions", "set_name", "set_dataset", "ENCODER_VARIANTS", "SIMCLR_DEVIATION",
+    "MNIST_VAE_DEVIATION",
     "pct", "STUDY_DATA", "stand_in_note", "frac_metric", "parse_frac_metric",
 ]
 
@@ -170,6 +171,14 @@ class LabelFreeExperiment(Experiment):
     def study_cell(self, cfg: Any, dataset: str, variant: str, seed: int, params: dict[str, Any]) -> Cell:
         gpus = 1.0 if getattr(cfg, "use_gpu", False) else 0.0
         return self.cell(dataset, variant, seed, params, num_gpus=gpus)
+
+
+#: Where the paper preset departs from the seed (docs/decisions.md, "Preset deviations"), shown in provenance.
+SIMCLR_DEVIATION = ("CIFAR-10 SimCLR encoders (ResNet-18; DenseNet-121 for the reproduction's Figure 5c) trained from "
+                    "scratch with SimCLR: the seed's Appendix A.1 calls the encoder 'pre-trained' without naming "
+                    "weights, and no pretrained weights are loaded")
+MNIST_VAE_DEVIATION = ("MNIST VAEs train on the official 60,000 / 10,000 train / test split; the seed says a 90% / "
+                       "10% split (Appendix A.1)")
 
 
 # ------------------------------------------------------------------------------------------ presets

@@ -2,8 +2,8 @@
 
 Claim 1 ("LICO consistently improves interpretability") is decided on insertion - deletion (Overall,
 lico-fact).  The same maps scored by retrain-free metrics -- ROAD MoRF and LeRF, pixel flipping (MoRF
-AUC), faithfulness correlation -- re-decide it with the same rule (``stats.consistently`` over every
-data set x saliency method, a difference counting beyond ``z`` standard errors, the chance guard), each
+AUC), faithfulness correlation -- re-decide it with the same rule (``stats.improvement``: the shared rule of
+:mod:`~xairepro.experiments.verdict_rules` over every data set x saliency method, the chance guard), each
 difference oriented by the metric's direction (``stats.advantage``), so "+" is always "LICO more faithful".  Each comparison's row
 also shows the sign the study published for it (Tables 1 and 4: LICO - baseline Overall).  Metrics
 without any record are left out, so the claim only compares what was scored.
@@ -21,7 +21,7 @@ from xairepro.experiments.base import Claim, Results, Verdict
 from xairepro.experiments.lico_study.evaluation import METHOD_LABELS
 from xairepro.experiments.lico_study.references import TABLE4_INSDEL
 from xairepro.experiments.lico_study.sets import get_study_set
-from xairepro.experiments.lico_study.stats import advantage, consistently, guarded
+from xairepro.experiments.lico_study.stats import advantage, guarded, improvement
 from xairepro.experiments.robustness import FRAGILE, metric_robustness, sign_symbol
 
 __all__ = ["ROBUSTNESS_METRICS", "interpretability_robustness_claim", "published_sign"]
@@ -50,7 +50,7 @@ def published_sign(dataset: str, method: str) -> int | None:
     return (lico > base) - (lico < base)
 
 
-def interpretability_robustness_claim(keys: Sequence[str], methods: Sequence[str], z: float,
+def interpretability_robustness_claim(keys: Sequence[str], methods: Sequence[str],
                                       classes: Mapping[str, int] | None = None, min_skill: float = 0.0,
                                       metrics: Sequence[tuple[str, str]] = ROBUSTNESS_METRICS) -> Claim:
     """The claim: claim 1's verdict is the same under every recorded faithfulness metric."""
@@ -62,19 +62,17 @@ def interpretability_robustness_claim(keys: Sequence[str], methods: Sequence[str
         for suffix, label in metrics:
             if not any(f"{m}.{suffix}" in recorded for m in methods):
                 continue
-            effects = {}
             for key in keys:
                 for method in methods:
                     e = advantage(results, f"{method}.{suffix}", key, "lico", "baseline")
                     name = f"{key} {METHOD_LABELS.get(method, method)}"
-                    effects[name] = e
                     row = f"{name} (published {sign_symbol(published_sign(key, method))})"
-                    signs.setdefault(row, {})[label] = e.direction(z)
-            verdicts[label] = guarded(consistently(effects, z, f"LICO - baseline, {label}"), results,
-                                      classes or {}, ("baseline", "lico"), min_skill)
+                    signs.setdefault(row, {})[label] = e.direction()
+            verdicts[label] = guarded(improvement(results, keys, methods, suffix, f"LICO - baseline, {label}"),
+                                      results, classes or {}, ("baseline", "lico"), min_skill)
         if len(verdicts) < 2:
-            return Verdict("inconclusive", f"fewer than two faithfulness metrics recorded "
-                           f"({', '.join(verdicts) or 'none'}): nothing to compare")
+            return Verdict.inconclusive("not-run", f"fewer than two faithfulness metrics recorded "
+                                        f"({', '.join(verdicts) or 'none'}): nothing to compare")
         return metric_robustness(verdicts, "claim 1 (LICO - baseline, + = LICO more faithful)", signs)
 
     return Claim("claim-1-interpretability-metric-robustness",

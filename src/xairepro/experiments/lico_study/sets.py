@@ -84,9 +84,9 @@ STUDY_SETS: dict[str, StudySet] = {s.key: s for s in (
              description="Imagenette 160 px, 9,000 / 475 / 3,925, WRN-28-8"),
     StudySet("partimagenet", "partimagenet", "partimagenet", 158, "resnet18", 90,
              description="PartImageNet 224 px with part masks (every part is foreground), ResNet-18"),
-    _shapes("shapes-k4", "cifar10", 4),
-    _shapes("shapes-k12", "cifar100", 12),
-    _shapes("shapes-k12-limited", "cifar100-2500", 12, subset=0.25, epochs=8, limited_of="shapes-k12"),
+    _shapes("shapes-k4", "cifar10", 4, n=1500, epochs=8),
+    _shapes("shapes-k8", "cifar100", 8, n=3000, epochs=8),
+    _shapes("shapes-k8-limited", "cifar100-2500", 8, n=3000, subset=0.5, epochs=16, limited_of="shapes-k8"),
 )}
 
 _BUILTIN_SETS = frozenset(STUDY_SETS)
