@@ -26,7 +26,7 @@ from xairepro.experiments.lico_study.evaluation import (
     study_protocol,
 )
 from xairepro.experiments.lico_study.references import Published, insdel_published
-from xairepro.experiments.lico_study.robustness import interpretability_robustness_claim
+from xairepro.experiments.lico_study.robustness import interpretability_robustness_claim, protocol_sensitivity_claim
 from xairepro.experiments.lico_study.sets import VARIANT_LABELS, StudySet, get_study_set
 from xairepro.experiments.lico_study.trained_models import StudyModel
 from xairepro.experiments.lico_study.stats import guarded, improvement
@@ -182,6 +182,8 @@ class LicoInsDelExperiment(StudyExperiment):
         out = [interpretability_claim(*args)]
         if cfg.saliency.faithfulness:
             out.append(interpretability_robustness_claim(*args))
+        if len(cfg.saliency.protocols) > 1:
+            out.append(protocol_sensitivity_claim(args[0], args[1], cfg.saliency.protocols[:2], *args[2:]))
         return out
 
     def figures(self, results: Results, out_dir: Path) -> list[Figure]:

@@ -30,7 +30,7 @@ from xairepro.experiments.base import Cell, Claim, Context, Figure, MetricSpec, 
 from xairepro.experiments.lico_study.common import QUICK_COMMON, StudyConfig, StudyExperiment, set_label
 from xairepro.experiments.lico_study.evaluation import METHOD_LABELS, SaliencySettings
 from xairepro.experiments.lico_study.insdel import (
-    QUICK_SALIENCY, insdel_metrics, insdel_records, insdel_tables, overall_figures,
+    QUICK_SALIENCY, examples_figure, insdel_metrics, insdel_records, insdel_tables, overall_figures,
 )
 from xairepro.experiments.lico_study.sets import VARIANT_LABELS, VARIANTS, StudySet
 from xairepro.experiments.lico_study.stats import difference, guarded
@@ -152,4 +152,5 @@ class LicoVariantsExperiment(StudyExperiment):
                             Path(out_dir) / "accuracy.png")
         out = [] if path is None else [Figure(path, "Test accuracy (%) of LICO as the paper describes it and with "
                                               "each departure of the authors' code; mean ± std over seeds")]
-        return out + overall_figures(results, out_dir, "Overall (AUC points)", "no published table")
+        return out + overall_figures(results, out_dir, "Overall (AUC points)", "no published table") + \
+            examples_figure(results, out_dir, self.name, variants)
