@@ -139,42 +139,58 @@ TINY = StudySet("tiny-k3", "shapes-seg", "cifar10", 3, "wrn-10-1", 1,
 EXPERIMENTS = (LicoAccuracyExperiment, LicoInsDelExperiment, LicoVariantsExperiment)
 
 
-@pytest.fixture
-def registered():
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """lico-variants (all six variants) and lico-insdel on a tiny set, two seeds, through the runner."""
     register_study_set(TINY, replace=True)
     for cls in EXPERIMENTS:
         register_experiment(cls, replace=True)
-    yield
+    overrides = ["datasets=[tiny-k3]", "training.epochs=1", "training.batch_size=16", "seeds=[0,1]",
+                 "saliency.n_images=12", "saliency.rise_masks=8", "saliency.methods=[gradcam]",
+                 "lico-insdel.variants=[baseline,lico]", "lico-insdel.saliency.faithfulness=[]",
+                 "lico-variants.variants=[baseline,lico,lico-prompt-official,lico-mm-official,lico-ot-nograd,"
+                 "lico-tau-clamped]"]
+    out = tmp_path_factory.mktemp("lico-cover") / "run"
+    summary = reproduce(["lico-variants", "lico-insdel"], preset="quick", out_dir=out, overrides=overrides,
+                        show_progress=False)
+    yield summary, out
     for cls in EXPERIMENTS:
         if cls.name not in BUILTIN_EXPERIMENTS:
             unregister_experiment(cls.name)
     unregister_study_set(TINY.key)
 
 
-def test_variant_grid_and_figure_2_through_the_runner(registered, tmp_path: Path) -> None:
-    overrides = ["datasets=[tiny-k3]", "training.epochs=1", "training.batch_size=16", "seeds=[0,1]",
-                 "lico-variants.saliency.n_images=12", "lico-variants.saliency.rise_masks=8",
-                 "lico-variants.saliency.methods=[gradcam]",
-                 "lico-variants.variants=[baseline,lico,lico-prompt-official,lico-mm-official,lico-ot-nograd,"
-                 "lico-tau-clamped]"]
-    out = tmp_path / "run"
-    summary = reproduce(["lico-variants"], preset="quick", out_dir=out, overrides=overrides, show_progress=False)
+def _claims(out: Path) -> dict[str, dict]:
+    def entries(obj):
+        if isinstance(obj, dict):
+            if "id" in obj and "status" in obj:
+                return [obj]
+            obj = list(obj.values())
+        return [e for item in obj for e in entries(item)] if isinstance(obj, list) else []
+
+    return {e["id"]: e for e in entries(json.loads((out / "claims.json").read_text()))}
+
+
+def test_variant_grid_and_figure_2_through_the_runner(run) -> None:
+    summary, out = run
     assert summary.failed == 0, [f.error for f in summary.failures]
-    assert summary.total == 12
+    assert summary.total == 16                             # variants 6 x 2 seeds, insdel 2 x 2
     results = pd.read_csv(out / "results.csv")
-    for variant in ("lico-prompt-official", "lico-mm-official", "lico-ot-nograd", "lico-tau-clamped"):
+    for variant in CODE_VARIANTS:
         rows = results[results["variant"] == variant]
         assert set(rows["seed"]) == {0, 1}
         for metric in ("accuracy", "gradcam.overall", "petsiuk.gradcam.overall", "final_tau", "final_ot_loss"):
             assert rows[rows["metric"] == metric]["value"].notna().sum() == 2, (variant, metric)
     models = [p for p in (out / "models").iterdir() if (p / "model.pt").is_file()]
-    assert len(models) == 12                               # each variant is its own model
-    run = json.loads(next(p for p in models if "prompt-official" in p.name).joinpath("run.json").read_text())
-    assert "official" in json.dumps(run)
-    claims = json.loads((out / "claims.json").read_text())
-    text = json.dumps(claims)
+    assert len(models) == 12                               # each variant its own model; insdel shares two
+    run_json = json.loads(next(p for p in models if "prompt-official" in p.name).joinpath("run.json").read_text())
+    assert "official" in json.dumps(run_json)
+    claims = _claims(out)
     for variant in CODE_VARIANTS:
-        assert f"code-{variant.removeprefix('lico-')}-no-effect" in text
+        cid = f"code-{variant.removeprefix('lico-')}-no-effect"
+        assert claims[cid]["status"] in ("holds", "fails", "inconclusive"), cid
+        assert "LICO (paper)" in claims[cid]["reason"]
+    assert "Grad-CAM" in claims["claim-1-protocol-sensitivity"]["reason"]
     # Figure 2: the kept examples are one image per class, the same images for every variant
     kept = [torch.load(p, weights_only=True) for p in (out / "cells" / "lico-variants").glob(f"*/{EXAMPLES_FILE}")]
     assert len(kept) == 12
@@ -182,3 +198,22 @@ def test_variant_grid_and_figure_2_through_the_runner(registered, tmp_path: Path
         assert ex["labels"].tolist() == sorted(set(ex["labels"].tolist())) and len(ex["labels"]) == 3
         assert torch.equal(ex["images"], kept[0]["images"])
         assert ex["maps"]["gradcam"].shape[0] == 3
+
+
+@pytest.mark.browser
+def test_report_shows_figure_2_and_the_variant_grid_in_headless_chromium(run) -> None:
+    from xairepro.report import check_page, render_report
+
+    _, out = run
+    figures = json.loads((out / "figures.json").read_text())
+    paths = {f["path"] for f in figures}
+    for name in ("accuracy.png", "overall.png", "saliency-examples-tiny-k3.png"):
+        assert any(p.endswith(f"lico-variants/{name}") for p in paths), name
+    assert any(p.endswith("lico-insdel/saliency-examples-tiny-k3.png") for p in paths)
+    _, html = render_report(out)
+    check = check_page(html)
+    assert check.console_errors == []
+    assert check.images == check.images_loaded == len(figures)
+    page = html.read_text()
+    for text in ("Figure 2", "Section 5.2", "Code vs paper: the code&#39;s prompts", "Protocol sensitivity of the study"):
+        assert text in page, text
