@@ -228,7 +228,9 @@ def test_every_claim_is_inconclusive_when_its_models_are_near_chance():
     # the saliency claims read the accuracy records of their own cells
     overall = [f"{m}.overall" for m in ("gradcam", "gradcampp", "rise")]
     # (insertion/deletion also records a second metric: its verdict-robustness claim then decides too)
-    insdel = overall + [f"{m}.road_lerf" for m in ("gradcam", "gradcampp", "rise")]
+    # and the petsiuk protocol's Overall, which the protocol-sensitivity claim (issue 14) compares
+    insdel = overall + [f"{p}{m}.{s}" for m in ("gradcam", "gradcampp", "rise")
+                        for p, s in (("", "road_lerf"), ("petsiuk.", "overall"))]
     for e, recs in ((LicoInsDelExperiment(), insdel), (LicoIouExperiment(), ["soft_iou_batch"]),
                     (LicoTemperatureExperiment(), overall)):
         c = e.make_config("quick", overrides=["datasets=[shapes-k8]"])
@@ -255,7 +257,8 @@ def test_interpretability_claim():
             rows[(d, "lico", f"{m}.overall")] = [14.0, 15.0, 14.5]
     # only Overall recorded: the verdict-robustness claim has nothing to compare it with
     robust = "claim-1-interpretability-metric-robustness"
-    assert verdicts(exp, cfg, frame(rows)) == {"claim-1-interpretability": "holds", robust: "inconclusive"}
+    assert verdicts(exp, cfg, frame(rows)) == {"claim-1-interpretability": "holds", robust: "inconclusive",
+                                              "claim-1-protocol-sensitivity": "inconclusive"}  # no petsiuk records
     rows[("shapes-k8", "lico", "rise.overall")] = [5.0, 6.0, 5.5]      # one counter-example (t = -12, df 4)
     assert verdicts(exp, cfg, frame(rows))["claim-1-interpretability"] == "fails"
     rows[("shapes-k8", "lico", "rise.overall")] = [8.0, 12.0, 10.0]    # within the noise
@@ -268,7 +271,7 @@ def test_interpretability_claim():
     # the paper preset records the same metrics; without them the claim is not stated
     assert exp.make_config("paper").saliency.faithfulness == ["road", "pixel-flipping", "faithfulness-correlation"]
     off = exp.make_config("quick", overrides=["saliency.faithfulness=[]"])
-    assert [c.id for c in exp.claims(off)] == ["claim-1-interpretability"]
+    assert [c.id for c in exp.claims(off)] == ["claim-1-interpretability", "claim-1-protocol-sensitivity"]
 
 
 def test_iou_claim():

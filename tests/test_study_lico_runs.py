@@ -47,17 +47,19 @@ def test_tiny_study_end_to_end_through_the_runner(lico_registered, tmp_path: Pat
         "lico-insdel.saliency.n_images=4", "lico-insdel.saliency.rise_masks=8",
         "lico-tau.saliency.n_images=4", "lico-tau.saliency.rise_masks=8", "lico-tau.saliency.methods=[gradcam]",
         "lico-iou.n_images=8", "lico-iou.batch=4",
+        "lico-variants.saliency.n_images=4", "lico-variants.saliency.rise_masks=8",
+        "lico-variants.saliency.methods=[gradcam]",
     ]
     out = tmp_path / "run"
     summary = reproduce(["lico"], preset="quick", out_dir=out, overrides=overrides, show_progress=False)
     assert summary.failed == 0, [f.error for f in summary.failures]
-    # cells: accuracy 2 variants x 2 seeds, insdel 4, iou 4, tau 3 x 2
-    assert (summary.total, summary.computed) == (18, 18)
+    # cells: accuracy 2 variants x 2 seeds, insdel 4, iou 4, tau 3 x 2, variants 2 x 2
+    assert (summary.total, summary.computed) == (22, 22)
     # every model trained once: baseline, lico, lico-tau-fixed x 2 seeds, shared by all four tables
     models = [p for p in (out / "models").iterdir() if p.is_dir() and (p / "model.pt").is_file()]
     assert len(models) == 6
     frame = pd.read_csv(out / "results.csv")
-    assert set(frame["experiment"]) == set(NAMES)
+    assert set(frame["experiment"]) == {*NAMES, "lico-variants"}
     acc = frame[frame["metric"] == "accuracy"].set_index(["experiment", "variant", "seed"])["value"]
     for variant in ("baseline", "lico"):
         for seed in (0, 1):  # every table reads the very same trained model (full-test-split accuracy)
@@ -89,7 +91,8 @@ def test_tiny_study_end_to_end_through_the_runner(lico_registered, tmp_path: Pat
     claims = {c["id"]: c for c in _claim_entries(json.loads((out / "claims.json").read_text()))}
     assert set(claims) == {"claim-1-interpretability", "claim-2-accuracy", "claim-3-more-classes", "limited-data",
                            "finding-mm-beats-ot", "finding-both-not-above-mm", "finding-baseline-iou-above-lico",
-                           "finding-tau-no-difference", "claim-1-interpretability-metric-robustness"}
+                           "finding-tau-no-difference", "claim-1-interpretability-metric-robustness",
+                           "claim-1-protocol-sensitivity"}
     for claim in claims.values():
         assert claim["status"] in ("holds", "fails", "partly", "inconclusive")
         assert "could not run" not in claim["reason"], claim["reason"]
@@ -119,7 +122,7 @@ def test_tiny_study_end_to_end_through_the_runner(lico_registered, tmp_path: Pat
     assert any(p.name.startswith("saliency-examples") for p in paths)
     # a second run recomputes nothing
     again = reproduce(["lico"], preset="quick", out_dir=out, overrides=overrides, show_progress=False)
-    assert (again.computed, again.cached) == (0, 18)
+    assert (again.computed, again.cached) == (0, 22)
 
 
 def _claim_entries(obj):

@@ -91,7 +91,7 @@ def lico_verdicts(scale: float = 1.0) -> dict[str, object]:
             if claim.study:      # the verdict-robustness claim (issue 15) is ours, not the study's
                 out[claim.id] = (claim, claim.check(results[exp.name]))
             else:
-                assert claim.id.endswith("metric-robustness"), claim.id
+                assert claim.id.endswith(("metric-robustness", "protocol-sensitivity")), claim.id
     return out
 
 

@@ -31,6 +31,7 @@ BUILTIN_EXPERIMENTS: dict[str, str] = {
     "lico-insdel": "xairepro.experiments.lico_study.insdel:LicoInsDelExperiment",
     "lico-iou": "xairepro.experiments.lico_study.iou:LicoIouExperiment",
     "lico-tau": "xairepro.experiments.lico_study.temperature:LicoTemperatureExperiment",
+    "lico-variants": "xairepro.experiments.lico_study.variants:LicoVariantsExperiment",
     "tda-benchmark": "xairepro.experiments.tda_benchmark.experiment:TdaBenchmarkExperiment",
 }
 

@@ -31,7 +31,7 @@ from xairepro.utils import atomic_torch_save, atomic_write_text, report_progress
 
 __all__ = [
     "SaliencySettings", "METHOD_LABELS", "STUDY_PROTOCOLS", "SCORES", "insdel_metric", "study_protocol", "saliency_scores", "iou_scores",
-    "EXAMPLES_FILE",
+    "EXAMPLES_FILE", "example_indices",
 ]
 
 #: The study's saliency methods (names of ``xairepro.explain.SALIENCY_METHODS``) and how its tables name them.
@@ -43,6 +43,8 @@ SCORES = ("insertion", "deletion", "overall")
 LICO_FACT_STEP, LICO_FACT_AREA = 10, 32 * 32
 EXAMPLES_FILE = "saliency_examples.pt"
 _VERSION = 1
+#: 2: the kept examples are one image per class (Figure 2), and n_examples is part of the key.
+_INSDEL_VERSION = 2
 
 
 @dataclass
@@ -54,6 +56,8 @@ class SaliencySettings:
     ``lico-fact``, ``pixels_per_step = None`` keeps its 10 px steps up to 32 x 32 images and scales the
     step with the image area above (10 px per 1,024 px: 250 px at 160 px), so larger images keep ~103
     steps.  ``rise_*`` are RISE's settings (SPEC 5 defaults: 4,000 masks, 8 x 8 grid, p1 = 0.1).
+    ``n_examples``: how many explained images keep their maps for the report's Figure 2, one per class
+    (the first explained image of each class, classes in order; see :func:`example_indices`).
     ``faithfulness``: retrain-free metrics (``metrics.FAITHFULNESS_METRICS`` names) scored on the maps
     the first protocol scores, for the first ``faithfulness_images`` explained images (ROAD's linear
     systems run on the CPU); none by default.
@@ -67,7 +71,7 @@ class SaliencySettings:
     rise_cell_size: int = CELL_SIZE
     rise_p1: float = P1
     batch_size: int | None = None
-    n_examples: int = 4
+    n_examples: int = 10
     faithfulness: list[str] = field(default_factory=list)
     faithfulness_images: int = 100
 
@@ -107,6 +111,15 @@ def study_protocol(name: str, height: int, width: int, pixels_per_step: int | No
     return proto
 
 
+def example_indices(labels: torch.Tensor, k: int) -> list[int]:
+    """Positions of the first image of each class in ``labels`` (N,), classes in ascending order, at most
+    ``k`` of them: Figure 2 shows one test image per class."""
+    first: dict[int, int] = {}
+    for i, c in enumerate(labels.tolist()):
+        first.setdefault(int(c), i)
+    return [first[c] for c in sorted(first)][:max(int(k), 0)]
+
+
 def _mean(values: torch.Tensor) -> float:
     v = values.double()
     v = v[~torch.isnan(v)]
@@ -123,8 +136,8 @@ def saliency_scores(ctx: Any, trained: StudyModel, spec: StudySet, seed: int,
     :func:`insdel_metric` names, plus ``explained_accuracy`` (%) and ``n_images``.  Also returns the
     artefact folder, which holds ``EXAMPLES_FILE`` (the first images and their maps).
     """
-    key = {"kind": "lico-study-insdel", "version": _VERSION, "model": trained.key, "seed": int(seed),
-           "settings": {k: v for k, v in config_to_dict(settings).items() if k not in ("batch_size", "n_examples")}}
+    key = {"kind": "lico-study-insdel", "version": _INSDEL_VERSION, "model": trained.key, "seed": int(seed),
+           "settings": {k: v for k, v in config_to_dict(settings).items() if k != "batch_size"}}
 
     def build(folder: Path) -> None:
         device = torch.device(ctx.device)
@@ -160,10 +173,10 @@ def saliency_scores(ctx: Any, trained: StudyModel, spec: StudySet, seed: int,
                                             settings.faithfulness, FaithfulnessSuite(seed=seed),
                                             batch_size=settings.batch_size)
                 scores.update({f"{method}.{score}": _mean(v.cpu()) for score, v in extra.items()})
-        k = settings.n_examples
-        examples = {m: maps[protocols[primary].target][:k].cpu() for m, maps in ev.maps.items()}
-        atomic_torch_save({"images": x[:k].cpu(), "labels": y[:k].cpu(), "predictions": ev.predictions[:k].cpu(),
-                           "maps": examples}, folder / EXAMPLES_FILE)
+        keep = torch.as_tensor(example_indices(y.cpu(), settings.n_examples), dtype=torch.long)
+        examples = {m: maps[protocols[primary].target].cpu()[keep] for m, maps in ev.maps.items()}
+        atomic_torch_save({"images": x.cpu()[keep], "labels": y.cpu()[keep], "predictions": ev.predictions.cpu()[keep],
+                           "indices": keep, "maps": examples}, folder / EXAMPLES_FILE)
         record = {"scores": scores, "protocols": {n: p.to_dict() for n, p in protocols.items()}}
         atomic_write_text(folder / "scores.json", json.dumps(record, indent=2, sort_keys=True))
 

@@ -26,7 +26,7 @@ from xairepro.experiments.lico_study.evaluation import (
     study_protocol,
 )
 from xairepro.experiments.lico_study.references import Published, insdel_published
-from xairepro.experiments.lico_study.robustness import interpretability_robustness_claim
+from xairepro.experiments.lico_study.robustness import interpretability_robustness_claim, protocol_sensitivity_claim
 from xairepro.experiments.lico_study.sets import VARIANT_LABELS, StudySet, get_study_set
 from xairepro.experiments.lico_study.trained_models import StudyModel
 from xairepro.experiments.lico_study.stats import guarded, improvement
@@ -103,8 +103,16 @@ def interpretability_claim(keys: list[str], methods: list[str], classes: dict[st
                  "saliency map method and dataset tested.")
 
 
+def _class_name(dataset: str, label: int) -> str:
+    from xairepro.data import dataset_info  # lazy: the registry, only when drawing
+
+    names = dataset_info(get_study_set(dataset).data).class_names
+    return names[label] if 0 <= label < len(names) else str(label)
+
+
 def examples_figure(results: Results, out_dir: Path, experiment: str, variants: list[str]) -> list[Figure]:
-    """Figure 2 of the study: Grad-CAM maps of the first test images, one column per variant (first seed)."""
+    """Figure 2 of the study: Grad-CAM maps (label class) of one test image per class, one column per
+    variant, side by side on the same images (first seed); a row is titled with its class."""
     # lazy: matplotlib, only when drawing (listing experiments stays cheap)
     from xairepro.experiments.lico_study.figures import saliency_examples
 
@@ -114,24 +122,25 @@ def examples_figure(results: Results, out_dir: Path, experiment: str, variants: 
         return figures
     seed = int(frame["seed"].min())
     for dataset in dict.fromkeys(frame["dataset"]):
-        columns, images = [], None
+        columns, images, labels = [], None, None
         for variant in variants:
             keys = frame[(frame["dataset"] == dataset) & (frame["variant"] == variant) & (frame["seed"] == seed)]
             path = cell_dir(out_dir, experiment, str(keys["config_hash"].iloc[0])) / EXAMPLES_FILE if len(keys) else None
             if path is None or not path.is_file():
                 continue
             ex = torch.load(path, weights_only=True)
-            images = ex["images"]
+            images, labels = ex["images"], ex["labels"]
             method = "gradcam" if "gradcam" in ex["maps"] else next(iter(ex["maps"]), None)
             if method is not None:
                 columns.append((f"{VARIANT_LABELS.get(variant, variant)}\n{METHOD_LABELS[method]}",
                                 ex["maps"][method]))
-        if images is None or not len(images):
+        if images is None or not len(images) or not columns:
             continue
         target = Path(out_dir) / f"saliency-examples-{dataset}.png"
-        saliency_examples(images, columns, target)
-        figures.append(Figure(target, f"{set_label(dataset)}: Grad-CAM maps of the first test images (label "
-                                      f"class) for each variant, seed {seed} (cf. seed 000, Figure 2)"))
+        rows = [_class_name(dataset, int(c)) for c in labels]
+        saliency_examples(images, columns, target, row_titles=rows)
+        figures.append(Figure(target, f"{set_label(dataset)}: Grad-CAM maps (label class) of one test image per "
+                                      f"class, each variant's model side by side, seed {seed} (seed 000, Figure 2)"))
     return figures
 
 
@@ -173,6 +182,8 @@ class LicoInsDelExperiment(StudyExperiment):
         out = [interpretability_claim(*args)]
         if cfg.saliency.faithfulness:
             out.append(interpretability_robustness_claim(*args))
+        if len(cfg.saliency.protocols) > 1:
+            out.append(protocol_sensitivity_claim(args[0], args[1], cfg.saliency.protocols[:2], *args[2:]))
         return out
 
     def figures(self, results: Results, out_dir: Path) -> list[Figure]:

@@ -122,11 +122,20 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "ot": ("lico", {"losses": "ot"}),
     "lico": ("lico", {"losses": "mm+ot"}),
     "lico-tau-fixed": ("lico", {"losses": "mm+ot", "temperature": "fixed"}),
+    # the authors' code where it departs from the paper (seed 000, Section 5.2; issue 14's variant grid)
+    "lico-prompt-official": ("lico", {"losses": "mm+ot", "prompt_mode": "official"}),
+    "lico-mm-official": ("lico", {"losses": "mm+ot", "mm_sign": "official"}),
+    "lico-ot-nograd": ("lico", {"losses": "mm+ot", "ot_grad": "none"}),
+    "lico-tau-clamped": ("lico", {"losses": "mm+ot", "temperature": "learnable-clamped"}),
 }
 
 VARIANT_LABELS: dict[str, str] = {
     "baseline": "Baseline (CE)", "mm": "MM only", "ot": "OT only", "lico": "LICO (MM + OT)",
     "lico-tau-fixed": "LICO (tau fixed)",
+    "lico-prompt-official": "LICO, code's prompts (per-class contexts, EOT only)",
+    "lico-mm-official": "LICO, code's MM sign (softmax of +D/tau)",
+    "lico-ot-nograd": "LICO, OT without gradient",
+    "lico-tau-clamped": "LICO, tau learnable and clamped",
 }
 
 
