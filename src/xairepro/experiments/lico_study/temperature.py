@@ -24,10 +24,12 @@ from xairepro.experiments.lico_study.insdel import (
 from xairepro.experiments.lico_study.references import Published, tau_published
 from xairepro.experiments.lico_study.sets import VARIANT_LABELS, StudySet
 from xairepro.experiments.lico_study.stats import difference, guarded
+from xairepro.experiments.lico_study.trained_models import StudyModel
 from xairepro.experiments.verdict_rules import equivalent
 from xairepro.metrics import higher_is_better
 
-__all__ = ["TauConfig", "LicoTemperatureExperiment", "tau_claim"]
+__all__ = ["TauConfig", "LicoTemperatureExperiment", "tau_claim", "same_numbers", "training_records",
+           "training_specs", "TRAINING_METRICS"]
 
 
 @dataclass
@@ -49,6 +51,38 @@ class TauConfig(StudyConfig):
                               f"{self.overall_margin}")
 
 
+#: Training metrics a cell records (engine history key -> record name) and their descriptions.
+TRAINING_METRICS: dict[str, tuple[str, str]] = {
+    "train/tau": ("final_tau", "tau at the end of training"),
+    "train/mm": ("final_mm_loss", "L_MM at the end of training (train mean, last epoch)"),
+    "train/ot": ("final_ot_loss", "L_OT at the end of training (train mean, last epoch)"),
+}
+
+
+def training_records(cell: Cell, model: StudyModel, keys: tuple[str, ...] = ("train/tau", "train/mm")) -> list[Record]:
+    """The final training metrics ``keys`` of ``model`` that its history has, as records of ``cell``."""
+    return [cell.record(TRAINING_METRICS[k][0], model.final[k]) for k in keys if k in model.final]
+
+
+def training_specs(keys: tuple[str, ...] = ("train/tau", "train/mm")) -> dict[str, MetricSpec]:
+    return {TRAINING_METRICS[k][0]: MetricSpec(TRAINING_METRICS[k][1]) for k in keys}
+
+
+def same_numbers(results: Results, keys: list[str], methods: list[str], a: str, b: str, accuracy_margin: float,
+                 overall_margin: float, what: str) -> Verdict:
+    """Equivalence (TOST, the shared rule) of variants ``a`` and ``b``: test accuracy within ``accuracy_margin``
+    points and every method's Overall within ``overall_margin`` AUC points, on every data set of ``keys``."""
+    effects, margins = {}, {}
+    for k in keys:
+        effects[f"{k} accuracy"] = difference(results, "accuracy", k, a, b)
+        margins[f"{k} accuracy"] = accuracy_margin
+        for m in methods:
+            label = f"{k} {METHOD_LABELS[m]} Overall"
+            effects[label] = difference(results, f"{m}.overall", k, a, b)
+            margins[label] = overall_margin
+    return equivalent(effects, margins, what)
+
+
 def tau_claim(keys: list[str], methods: list[str], classes: dict[str, int] | None = None,
               min_skill: float = 0.0, accuracy_margin: float = 1.0, overall_margin: float = 2.0) -> Claim:
     """Equivalence (TOST, shared rule) of tau learnable and tau fixed in accuracy (within ``accuracy_margin``
@@ -56,16 +90,9 @@ def tau_claim(keys: list[str], methods: list[str], classes: dict[str, int] | Non
     when a set's baseline is not clearly above chance (see :func:`~.stats.guarded`)."""
 
     def check(results: Results) -> Verdict:
-        effects, margins = {}, {}
-        for k in keys:
-            effects[f"{k} accuracy"] = difference(results, "accuracy", k, "lico", "lico-tau-fixed")
-            margins[f"{k} accuracy"] = accuracy_margin
-            for m in methods:
-                label = f"{k} {METHOD_LABELS[m]} Overall"
-                effects[label] = difference(results, f"{m}.overall", k, "lico", "lico-tau-fixed")
-                margins[label] = overall_margin
-        return guarded(equivalent(effects, margins, "tau learnable - tau fixed"), results, classes or {},
-                       ("lico", "lico-tau-fixed"), min_skill)
+        verdict = same_numbers(results, keys, methods, "lico", "lico-tau-fixed", accuracy_margin, overall_margin,
+                               "tau learnable - tau fixed")
+        return guarded(verdict, results, classes or {}, ("lico", "lico-tau-fixed"), min_skill)
 
     return Claim("finding-tau-no-difference", "Study's finding: a fixed temperature (tau = 1) instead of a "
                  f"learnable one makes no difference to accuracy (within {accuracy_margin:g} point) or Overall "
@@ -88,8 +115,7 @@ class LicoTemperatureExperiment(StudyExperiment):
     metrics = {
         "accuracy": MetricSpec("test accuracy (%)", higher_is_better("accuracy")),
         **insdel_metrics(),
-        "final_tau": MetricSpec("tau at the end of training"),
-        "final_mm_loss": MetricSpec("L_MM at the end of training (train mean, last epoch)"),
+        **training_specs(),
     }
     tables = (
         TableSpec("Test accuracy (%)", ("accuracy",), "seed 000, Table 6"),
@@ -105,10 +131,7 @@ class LicoTemperatureExperiment(StudyExperiment):
 
     def run_cell(self, cell: Cell, ctx: Context) -> list[Record]:
         model = self.trained(cell, ctx)
-        records = [cell.record("accuracy", model.accuracy)]
-        for name, key in (("final_tau", "train/tau"), ("final_mm_loss", "train/mm")):
-            if key in model.final:
-                records.append(cell.record(name, model.final[key]))
+        records = [cell.record("accuracy", model.accuracy), *training_records(cell, model)]
         scores = [r for r in insdel_records(cell, ctx, model) if r.metric != "explained_accuracy"]
         return records + scores
 

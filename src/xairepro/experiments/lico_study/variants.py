@@ -28,13 +28,13 @@ from xairepro.config import config_to_dict
 from xairepro.errors import ConfigError
 from xairepro.experiments.base import Cell, Claim, Context, Figure, MetricSpec, Record, Results, TableSpec, Verdict
 from xairepro.experiments.lico_study.common import QUICK_COMMON, StudyConfig, StudyExperiment, set_label
-from xairepro.experiments.lico_study.evaluation import METHOD_LABELS, SaliencySettings
+from xairepro.experiments.lico_study.evaluation import SaliencySettings
 from xairepro.experiments.lico_study.insdel import (
     QUICK_SALIENCY, examples_figure, insdel_metrics, insdel_records, insdel_tables, overall_figures,
 )
 from xairepro.experiments.lico_study.sets import VARIANT_LABELS, VARIANTS, StudySet
-from xairepro.experiments.lico_study.stats import difference, guarded
-from xairepro.experiments.verdict_rules import equivalent
+from xairepro.experiments.lico_study.stats import guarded
+from xairepro.experiments.lico_study.temperature import same_numbers, training_records, training_specs
 from xairepro.metrics import higher_is_better
 
 __all__ = ["CODE_VARIANTS", "VariantsConfig", "LicoVariantsExperiment", "code_choice_claim"]
@@ -48,8 +48,8 @@ CHOICES: dict[str, str] = {
     "lico-ot-nograd": "an OT term without gradient",
     "lico-tau-clamped": "a learnable temperature clamped to [tau_min, tau_max]",
 }
-#: Training metrics kept per model (engine's history key -> record name).
-TRAINING_METRICS: dict[str, str] = {"train/tau": "final_tau", "train/mm": "final_mm_loss", "train/ot": "final_ot_loss"}
+#: Training metrics kept per model (the engine's history keys).
+TRAINING_KEYS = ("train/tau", "train/mm", "train/ot")
 
 
 @dataclass
@@ -82,15 +82,8 @@ def code_choice_claim(variant: str, keys: list[str], methods: list[str], classes
         raise ConfigError(f"unknown LICO-study variant {variant!r}")
 
     def check(results: Results) -> Verdict:
-        effects, margins = {}, {}
-        for k in keys:
-            effects[f"{k} accuracy"] = difference(results, "accuracy", k, variant, "lico")
-            margins[f"{k} accuracy"] = accuracy_margin
-            for m in methods:
-                label = f"{k} {METHOD_LABELS[m]} Overall"
-                effects[label] = difference(results, f"{m}.overall", k, variant, "lico")
-                margins[label] = overall_margin
-        verdict = equivalent(effects, margins, f"{VARIANT_LABELS.get(variant, variant)} - LICO (paper)")
+        verdict = same_numbers(results, keys, methods, variant, "lico", accuracy_margin, overall_margin,
+                               f"{VARIANT_LABELS.get(variant, variant)} - LICO (paper)")
         return guarded(verdict, results, classes or {}, ("lico", variant), min_skill)
 
     choice = CHOICES.get(variant, VARIANT_LABELS.get(variant, variant))
@@ -114,9 +107,7 @@ class LicoVariantsExperiment(StudyExperiment):
     metrics = {
         "accuracy": MetricSpec("test accuracy (%)", higher_is_better("accuracy")),
         **insdel_metrics(),
-        "final_tau": MetricSpec("tau at the end of training"),
-        "final_mm_loss": MetricSpec("L_MM at the end of training (train mean, last epoch)"),
-        "final_ot_loss": MetricSpec("L_OT at the end of training (train mean, last epoch)"),
+        **training_specs(TRAINING_KEYS),
     }
     tables = (
         TableSpec("Test accuracy (%) per implementation choice", ("accuracy",),
@@ -131,8 +122,7 @@ class LicoVariantsExperiment(StudyExperiment):
 
     def run_cell(self, cell: Cell, ctx: Context) -> list[Record]:
         model = self.trained(cell, ctx)
-        records = [cell.record("accuracy", model.accuracy)]
-        records += [cell.record(name, model.final[key]) for key, name in TRAINING_METRICS.items() if key in model.final]
+        records = [cell.record("accuracy", model.accuracy), *training_records(cell, model, TRAINING_KEYS)]
         return records + [r for r in insdel_records(cell, ctx, model) if r.metric != "explained_accuracy"]
 
     def claims(self, cfg: VariantsConfig) -> list[Claim]:
