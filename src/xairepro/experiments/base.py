@@ -44,6 +44,8 @@ VerdictStatus = Literal["holds", "fails", "inconclusive"]
 PRESET_DESCRIPTIONS: dict[str, str] = {
     "quick": "bundled or generated stand-ins of the data, small models, CPU, minutes",
     "paper": "the studies' own settings: real data sets, their models and epochs, a GPU per cell",
+    "real": "the real sets reachable from package registries (Fashion-MNIST, ECG5000, mnist-10k: a 10,000-image "
+            "MNIST subset) at the studies' settings, capped to fit 2 CPU cores (deviations in the provenance)",
 }
 
 
@@ -245,6 +247,8 @@ class Experiment:
     run_by_default: ClassVar[bool] = True  # False: runs only when named (``xairepro reproduce NAME``)
     config_class: ClassVar[type]
     presets: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
+    #: Per preset, how it deviates from the seed study (one sentence each); the report's provenance shows them.
+    preset_deviations: ClassVar[Mapping[str, Sequence[str]]] = {}
     metrics: ClassVar[Mapping[str, MetricSpec]] = {}
     tables: ClassVar[Sequence[TableSpec]] = ()
 
