@@ -63,19 +63,19 @@ def _tiny_model(prefix: str, ecg: bool = False) -> list[str]:
 
 #: The real preset cut to one epoch and a few examples; the data, models, methods and sets stay the preset's.
 TINY = (
-    [f"{PRETEXT}.seeds=[0,1]", f"{PRETEXT}.ig_steps=2"]
+    [f"{PRETEXT}.seeds=[0]", f"{PRETEXT}.ig_steps=2"]
     + [o for key in ("mnist", "fashion_mnist") for o in
        [f"{PRETEXT}.{key}.autoencoder.epochs=1", f"{PRETEXT}.{key}.classifier.epochs=1", f"{PRETEXT}.{key}.n_test=10",
         f"{PRETEXT}.{key}.n_train=20"]]
-    + [f"{FEATURE}.seeds=[0,1]", f"{FEATURE}.ig_steps=2"]
+    + [f"{FEATURE}.seeds=[0]", f"{FEATURE}.ig_steps=2"]
     + [o for key in ("mnist", "ecg5000", "fashion_mnist") for o in
        _tiny_model(f"{FEATURE}.{key}.model", key == "ecg5000") + [f"{FEATURE}.{key}.n_test=8"]]
-    + [f"{EXAMPLE}.seeds=[0,1]", f"{EXAMPLE}.lissa.depth=2", f"{EXAMPLE}.lissa.hessian_batch_size=8",
+    + [f"{EXAMPLE}.seeds=[0]", f"{EXAMPLE}.lissa.depth=2", f"{EXAMPLE}.lissa.hessian_batch_size=8",
        f"{EXAMPLE}.simplex_steps=10"]
     + [o for key in ("mnist", "ecg5000", "fashion_mnist") for o in
        _tiny_model(f"{EXAMPLE}.{key}.model", key == "ecg5000") + [f"{EXAMPLE}.{key}.n_train=20",
                                                                    f"{EXAMPLE}.{key}.n_test=10"]]
-    + [o for e in (ACCURACY, INSDEL, TAU) for o in (f"{e}.seeds=[0,1]", f"{e}.training.epochs=1")]
+    + [o for e in (ACCURACY, INSDEL, TAU) for o in (f"{e}.seeds=[0]", f"{e}.training.epochs=1")]
     + [o for e in (INSDEL, TAU) for o in (f"{e}.saliency.n_images=3", f"{e}.saliency.rise_masks=8",
                                           f"{e}.saliency.n_examples=2")]
 )
@@ -154,7 +154,7 @@ def test_lico_extension_is_labelled_and_scored_under_both_protocols(real_run) ->
 
 # ------------------------------------------------------------------ the paper preset on a partial folder
 
-PAPER_TINY = ([f"{FEATURE}.use_gpu=false", f"{FEATURE}.seeds=[0,1]", f"{FEATURE}.ig_steps=2",
+PAPER_TINY = ([f"{FEATURE}.use_gpu=false", f"{FEATURE}.seeds=[0]", f"{FEATURE}.ig_steps=2",
                f"{FEATURE}.ecg5000.n_test=8", f"{FEATURE}.ecg5000.replacements=[mean]"]
               + _tiny_model(f"{FEATURE}.ecg5000.model", ecg=True))
 
@@ -248,3 +248,27 @@ def test_lico_extension_claims_are_the_stand_ins_claim_functions() -> None:
     assert tau.claims(tcfg)[0].check.__code__ is tau_claim(
         list(tcfg.datasets), list(tcfg.saliency.methods), tcfg.significance, {"fashion-mnist": 10},
         tcfg.min_skill).check.__code__
+
+
+def test_subset_flag_in_set_names_notes_and_report_rows() -> None:
+    from xairepro.data.subsets import flag_dataset
+    from xairepro.experiments.labelfree_study.common import set_name, stand_in_note
+    from xairepro.report.data import _tables
+
+    assert FLAG in set_name("mnist", "mnist-10k") and set_name("mnist", "mnist") == "MNIST"
+    assert FLAG in stand_in_note("mnist", "mnist-10k")
+    assert stand_in_note("mnist", "digits") == "published on MNIST; this run compares the digits stand-in"
+    assert flag_dataset("fashion-mnist") == "fashion-mnist"
+    summary = pd.DataFrame([{"experiment": "e", "dataset": d, "variant": "v", "metric": "m", "mean": 1.0, "std": 0.1,
+                             "n": 2, "reference": None, "reference_std": None, "difference": None, "source": "",
+                             "note": ""} for d in ("mnist-10k", "ecg5000")])
+    rows = _tables("e", {"tables": [{"title": "t", "metrics": ["m"]}]}, summary)[0].rows
+    assert FLAG in rows[0].dataset and rows[1].dataset == "ecg5000"
+
+
+def test_preset_deviations_are_appended_to_what_describe_says() -> None:
+    from xairepro.runner.provenance import with_preset_deviations
+
+    assert with_preset_deviations({"a": 1}, ()) == {"a": 1}
+    assert with_preset_deviations({"a": 1}, ["x", "y"]) == {"a": 1, "deviations": "x; y"}
+    assert with_preset_deviations({"deviations": "own"}, ["x"])["deviations"] == "own; x"
