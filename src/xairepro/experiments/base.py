@@ -44,8 +44,7 @@ VerdictStatus = Literal["holds", "fails", "inconclusive"]
 PRESET_DESCRIPTIONS: dict[str, str] = {
     "quick": "bundled or generated stand-ins of the data, small models, CPU, minutes",
     "paper": "the studies' own settings: real data sets, their models and epochs, a GPU per cell",
-    "real": "the real sets reachable from package registries (Fashion-MNIST, ECG5000, mnist-10k: a 10,000-image "
-            "MNIST subset) at the studies' settings, capped to fit 2 CPU cores (deviations in the provenance)",
+    "real": "Fashion-MNIST, ECG5000, mnist-10k (a subset) at the studies' settings, capped for 2 CPU cores",
 }
 
 

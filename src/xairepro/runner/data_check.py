@@ -7,8 +7,8 @@ it computes anything: cells needing a missing set are not run (they count as not
 the missing sets are listed with the command that fetches them (console, ``provenance.json``, report).
 
 A cell's data sets are read from its parameters: every ``data`` entry (a name, or a section with a
-``name``), as the studies' model setups and run configs hold them, plus the cell's own ``dataset`` when it
-names a registered set.  Only registered real sets (not bundled or generated) are checked; a set counts as
+``name``), as the studies' model setups and run configs hold them.  A cell whose params name no data set
+is always run.  Only registered real sets (not bundled or generated) are checked; a set counts as
 present when its loader reads the test split from the folder.
 """
 
@@ -38,8 +38,9 @@ def _walk(value: Any, out: list[str]) -> None:
 
 
 def cell_data_sets(cell: Cell) -> list[str]:
-    """The data set names in ``cell`` (its ``dataset`` and every ``data`` entry of its params), in order."""
-    names: list[str] = [cell.dataset]
+    """The data set names the ``data`` entries of ``cell``'s params hold, in order.  The cell's own
+    ``dataset`` is a label (a study set's key, ``cifar10-densenet121``, a toy's name) and is not read."""
+    names: list[str] = []
     _walk(dict(cell.params), names)
     return list(dict.fromkeys(names))
 
