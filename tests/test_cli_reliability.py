@@ -217,11 +217,13 @@ def test_list_presets_and_the_wrn_family(capsys: pytest.CaptureFixture[str], mon
     monkeypatch.setenv("COLUMNS", "200")
     assert main(["list", "presets"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert {line.split()[0] for line in lines if line.startswith(("quick ", "paper "))} == {"quick", "paper"}
+    assert {line.split()[0] for line in lines if line.startswith(("quick ", "paper ", "real "))} == {
+        "quick", "paper", "real"}
     from xairepro.cli.catalog import load_catalog
 
     offered = {row[0]: row[2].split(", ") for row in load_catalog()["presets"]["rows"]}
     assert "smoke" in offered["quick"] and "smoke" not in offered["paper"] and "lico-accuracy" in offered["paper"]
+    assert "labelfree-pretext" in offered["real"] and "lico-iou" not in offered["real"]
     assert main(["list", "models"]) == 0
     assert "wrn-D-K (e.g. wrn-28-2)" in capsys.readouterr().out
     from xairepro.models import build_model

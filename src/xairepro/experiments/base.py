@@ -51,6 +51,7 @@ INCONCLUSIVE_CAUSES: tuple[str, ...] = ("not-learned", "within-noise", "not-run"
 PRESET_DESCRIPTIONS: dict[str, str] = {
     "quick": "bundled or generated stand-ins of the data, small models, CPU, minutes",
     "paper": "the studies' own settings: real data sets, their models and epochs, a GPU per cell",
+    "real": "Fashion-MNIST, ECG5000, mnist-10k (a subset) at the studies' settings, capped for 2 CPU cores",
 }
 
 
@@ -293,6 +294,8 @@ class Experiment:
     run_by_default: ClassVar[bool] = True  # False: runs only when named (``xairepro reproduce NAME``)
     config_class: ClassVar[type]
     presets: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
+    #: Per preset, how it deviates from the seed study (one sentence each); the report's provenance shows them.
+    preset_deviations: ClassVar[Mapping[str, Sequence[str]]] = {}
     metrics: ClassVar[Mapping[str, MetricSpec]] = {}
     tables: ClassVar[Sequence[TableSpec]] = ()
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import pandas as pd
 
+from xairepro.data.subsets import flag_dataset
 from xairepro.errors import UsageError
 from xairepro.runner.store import read_manifest
 
@@ -109,7 +110,7 @@ def _tables(name: str, info: dict[str, Any], summary: pd.DataFrame) -> list[Tabl
         for metric in spec["metrics"]:
             for rec in sub[sub["metric"] == metric].itertuples(index=False):
                 rows.append(Row(
-                    dataset=str(rec.dataset), variant=str(rec.variant), metric=_metric_label(info, metric),
+                    dataset=flag_dataset(str(rec.dataset)), variant=str(rec.variant), metric=_metric_label(info, metric),
                     ours=fmt_pm(rec.mean, rec.std) if rec.n else "not run", n=int(rec.n),
                     published=fmt_pm(rec.reference, rec.reference_std), difference=fmt_diff(rec.difference),
                     source=str(rec.source), note=str(rec.note)))

@@ -116,6 +116,10 @@ def render_markdown(data: ReportData) -> str:
     run = ctx["run"]
     lines = ["# xairepro reproduction report", "",
              f"Preset {code(data.preset)} · executor {code(run['executor'])} · finished {e(run['finished'])}", ""]
+    if run.get("missing_data"):
+        lines += ["**Not run, data missing:** " + "; ".join(f"{e(name)} ({code(how)})" for name, how in
+                                                           run["missing_data"].items())
+                  + f" — {run.get('cells', {}).get('missing_data', '?')} cells not run; the others ran.", ""]
     lines += ["## Claims at a glance", "", f"{e(ctx['claim_tally'])}.", "",
               "| Study | Claim | Ours | The study's | Agreement | Why (numbers that decided) |",
               "|---|---|---|---|---|---|"]

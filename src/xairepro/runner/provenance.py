@@ -6,6 +6,7 @@ import functools
 import os
 import platform
 import sys
+from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -79,6 +80,14 @@ def _datasets(exp: Experiment, cfg: Any, cells: list[Cell]) -> list[str]:
         return sorted({c.dataset for c in cells})
 
 
+def with_preset_deviations(details: dict[str, Any], deviations: Sequence[str]) -> dict[str, Any]:
+    """``details`` with the preset's deviations from the seed appended to its ``deviations`` entry."""
+    if not deviations:
+        return details
+    joined = "; ".join(([details["deviations"]] if details.get("deviations") else []) + list(deviations))
+    return {**details, "deviations": joined}
+
+
 def build_provenance(
     *,
     experiments: list[Experiment],
@@ -97,6 +106,7 @@ def build_provenance(
             details = exp.describe(cfg)
         except Exception as exc:  # noqa: BLE001 - provenance must still be written
             details = {"error": f"describe failed: {type(exc).__name__}: {exc}"}
+        details = with_preset_deviations(details, exp.preset_deviations.get(str(run.get("preset")), ()))
         exps[exp.name] = {
             "title": exp.title, "study": exp.study or exp.name, "reproduces": exp.reproduces,
             "version": exp.version, "config_hash": config_hash(cfg), "config": exp.config_dict(cfg),

@@ -151,6 +151,25 @@ def auto_workers(cells: Sequence[Cell]) -> int:
     return max(1, cores // max(1, max(int(c.num_cpus) for c in cells)))
 
 
+def _missing_data(cells: dict[str, list[Cell]], data_path: Path | None, download: bool,
+                  console: Console | None) -> tuple[dict[str, str], set[str]]:
+    """The real sets the data folder lacks (name -> how to get it) and the keys of the cells needing them;
+    with ``download`` nothing counts as missing (the cells fetch).  Says so on the console."""
+    if download:
+        return {}, set()
+    from xairepro.runner.data_check import cell_data_sets, missing_data  # lazy: the data registry imports torch
+
+    grid = [c for g in cells.values() for c in g]
+    absent = missing_data(grid, data_path)
+    lacking = {c.key for c in grid if any(n in absent for n in cell_data_sets(c))}
+    if absent:
+        where = "the default data folder" if data_path is None else str(data_path)
+        (console or Console(stderr=True)).print(
+            f"missing data in {where}: " + "; ".join(f"{n} ({how})" for n, how in absent.items())
+            + f" -- {len(lacking)} of {len(grid)} cells not run; the others run", markup=False, highlight=False)
+    return absent, lacking
+
+
 def reproduce(
     studies: Sequence[str] = (),
     *,
@@ -214,11 +233,15 @@ def reproduce(
         by_name = {e.name: e for e in experiments}
         outcomes: dict[str, CellOutcome] = {}
         jobs: list[Job] = []
+        # cells whose real data the folder lacks are not run; the sets are named (data_check)
+        absent, lacking = _missing_data(cells, data_path, download, console)
         for name, grid in cells.items():
             for cell in grid:
                 cached = None if force else store.load(cell)
                 if cached is not None:
                     outcomes[cell.key] = cached
+                elif cell.key in lacking:
+                    continue
                 else:
                     jobs.append(Job(by_name[name], cell, store.work_dir(cell), data_path, out / "models",
                                     download))
@@ -264,8 +287,9 @@ def reproduce(
                     "started": started, "finished": _now(), "wall_time_s": round(wall, 3),
                     "cells_wall_time_s": round(sum(o.wall_time_s for o in outcomes.values()), 3),
                     "cells": {"total": sum(len(g) for g in cells.values()), "computed": len(jobs) - len(failures),
-                              "cached": n_cached, "failed": len(failures)},
-                    "verdict_rule": VERDICT_RULE}
+                              "cached": n_cached, "failed": len(failures),
+                              "missing_data": sum(1 for k in lacking if k not in outcomes)},
+                    "missing_data": absent, "verdict_rule": VERDICT_RULE}
         write_json(out / "provenance.json", build_provenance(
             experiments=experiments, configs=configs, cells=cells, outcomes=outcomes, run=run_info,
             data_dir=data_path))

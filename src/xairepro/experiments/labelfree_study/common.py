@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from xairepro.data.subsets import SUBSET_FLAGS, flag_dataset
 from xairepro.errors import ConfigError, UsageError
 from xairepro.experiments.base import Cell, Experiment
 from xairepro.experiments.trained_models import TrainingSection
@@ -43,10 +44,12 @@ ENCODER_VARIANTS: dict[str, tuple[str, str]] = {"cifar10_densenet": ("cifar10", 
 
 
 def stand_in_note(study_key: str, data: str) -> str:
-    """A reference note saying what was published and what the configured run compares."""
+    """A reference note saying what was published and what the configured run compares (a subset flagged)."""
     published = STUDY_DATA.get(study_key, study_key)
     if data == study_key:
         return f"published on {published}"
+    if data in SUBSET_FLAGS:
+        return f"published on {published}; this run compares {flag_dataset(data)}"
     return f"published on {published}; this run compares the {data} stand-in"
 
 
@@ -101,7 +104,9 @@ def set_name(key: str, data: str) -> str:
     """A data set as the study names it, with the stand-in that replaced it: "MNIST (digits)"; a set that
     changes only the encoder says which: "CIFAR-10, DenseNet-121 encoder"."""
     base, encoder = ENCODER_VARIANTS.get(key, (key, ""))
-    return STUDY_DATA[base] + (f" ({data})" if data != base else "") + (f", {encoder} encoder" if encoder else "")
+    base = base.replace("_", "-")  # config keys (fashion_mnist) name the study's sets (fashion-mnist)
+    shown = f"{data}: {SUBSET_FLAGS[data]}" if data in SUBSET_FLAGS else data
+    return STUDY_DATA[base] + (f" ({shown})" if data != base else "") + (f", {encoder} encoder" if encoder else "")
 
 
 def set_dataset(key: str, setup: ModelSetup) -> str:

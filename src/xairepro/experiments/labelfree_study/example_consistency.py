@@ -27,6 +27,7 @@ from xairepro.experiments.labelfree_study.common import (
     SIMCLR_DEVIATION, SOURCE, LabelFreeExperiment, ModelSetup, check_choices, check_claim_fractions, check_fractions,
     check_seeds, frac_metric, pct, set_dataset, set_name,
 )
+from xairepro.experiments.labelfree_study.real_preset import DEVIATIONS, REAL_EXAMPLE, REAL_FASHION_DAE
 from xairepro.experiments.labelfree_study.sets import EXAMPLE_METHODS, LEAST, MOST, ExampleSet, LissaSettings
 from xairepro.experiments.labelfree_study.stats import per_method, per_seed
 from xairepro.metrics import higher_is_better
@@ -38,7 +39,7 @@ __all__ = ["ExampleSet", "LissaSettings", "ExampleConsistencyConfig", "ExampleCo
 METHOD_LABELS = {"influence_functions": "Influence Functions", "tracin": "TracIn", "simplex": "SimplEx",
                  "dknn": "DKNN"}
 FRACTIONS = [0.05, 0.1, 0.2, 0.5, 0.7, 1.0]
-SET_KEYS = ("mnist", "ecg5000", "cifar10", "cifar10_densenet")
+SET_KEYS = ("mnist", "ecg5000", "cifar10", "cifar10_densenet", "fashion_mnist")
 
 
 def _set(model: dict[str, Any], methods: list[str], n_train: int, n_test: int, balance_train: bool,
@@ -59,6 +60,7 @@ class ExampleConsistencyConfig:
                                                                    balance_test=False))
     cifar10_densenet: ExampleSet = field(default_factory=lambda: ExampleSet(
         ModelSetup(**PAPER_CIFAR_DENSENET), ["simplex", "dknn"], balance_train=False, balance_test=False))
+    fashion_mnist: ExampleSet = field(default_factory=lambda: ExampleSet(ModelSetup(**REAL_FASHION_DAE)))  # Fig 10
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     fractions: list[float] = field(default_factory=lambda: list(FRACTIONS))
     lissa: LissaSettings = field(default_factory=LissaSettings)
@@ -95,7 +97,9 @@ class ExampleConsistencyExperiment(LabelFreeExperiment):
                   "ecg5000": _set(PAPER_ECG_AE, list(EXAMPLE_METHODS), 1000, 1000, True, False),
                   "cifar10": _set(PAPER_CIFAR_SIMCLR, ["simplex", "dknn"], 1000, 1000, False, False),
                   "cifar10_densenet": _set(PAPER_CIFAR_DENSENET, ["simplex", "dknn"], 1000, 1000, False, False)},
+        "real": REAL_EXAMPLE,
     }
+    preset_deviations = {"real": DEVIATIONS[name]}
     metrics = {**{frac_metric(MOST, f): MetricSpec(f"similarity rate, {pct(f)} most important",
                                                    higher_is_better(MOST)) for f in FRACTIONS},
                **{frac_metric(LEAST, f): MetricSpec(f"similarity rate, {pct(f)} least important",

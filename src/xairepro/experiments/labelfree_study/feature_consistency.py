@@ -39,6 +39,7 @@ from xairepro.experiments.labelfree_study.common import (
     SIMCLR_DEVIATION, SOURCE, LabelFreeExperiment, ModelSetup, check_choices, check_claim_fractions, check_fractions,
     check_seeds, frac_metric, pct, set_dataset, set_name,
 )
+from xairepro.experiments.labelfree_study.real_preset import DEVIATIONS, REAL_FASHION_DAE, REAL_FEATURE
 from xairepro.experiments.labelfree_study.sets import (
     BASELINES, MASKED_EXAMPLES, PREFIX, REPLACEMENTS, FeatureSet, cell_sets, variant_name,
 )
@@ -73,7 +74,7 @@ STUDY_VERDICTS: dict[tuple[str, str], tuple[str, str]] = {
                                              "the encoder."),
 }
 FRACTIONS = [0.05, 0.1, 0.2, 0.5, 0.8, 1.0]
-SET_KEYS = ("mnist", "ecg5000", "cifar10", "cifar10_densenet")
+SET_KEYS = ("mnist", "ecg5000", "cifar10", "cifar10_densenet", "fashion_mnist")
 
 
 def _set(model: dict[str, Any], replacements: list[str], baseline: str, n_test: int | None) -> dict[str, Any]:
@@ -91,6 +92,7 @@ class FeatureConsistencyConfig:
                                                                    "blur"))
     cifar10_densenet: FeatureSet = field(default_factory=lambda: FeatureSet(ModelSetup(**PAPER_CIFAR_DENSENET),
                                                                             ["blur"], "blur"))
+    fashion_mnist: FeatureSet = field(default_factory=lambda: FeatureSet(ModelSetup(**REAL_FASHION_DAE)))  # Fig 5a
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     methods: list[str] = field(default_factory=lambda: list(FEATURE_METHODS))
     fractions: list[float] = field(default_factory=lambda: list(FRACTIONS))
@@ -129,7 +131,9 @@ class FeatureConsistencyExperiment(LabelFreeExperiment):
                   "ecg5000": _set(PAPER_ECG_AE, ["mean", "road"], "mean", None),
                   "cifar10": _set(PAPER_CIFAR_SIMCLR, ["blur", "zeros", "road"], "blur", None),
                   "cifar10_densenet": _set(PAPER_CIFAR_DENSENET, ["blur"], "blur", None)},
+        "real": REAL_FEATURE,
     }
+    preset_deviations = {"real": DEVIATIONS[name]}
     metrics = {frac_metric(PREFIX, f): MetricSpec(f"latent shift, {pct(f)} perturbed", higher_is_better(PREFIX))
                for f in FRACTIONS}
     tables = (TableSpec("Latent shift ||f(x) - f(x_p)||² after perturbing the top features",

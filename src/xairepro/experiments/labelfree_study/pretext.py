@@ -32,6 +32,7 @@ from xairepro.experiments.labelfree_study.common import (
     PAPER_MNIST_DAE, QUICK_MNIST_DAE, SOURCE, LabelFreeExperiment, ModelSetup, check_choices, check_seeds,
     set_name, stand_in_note,
 )
+from xairepro.experiments.labelfree_study.real_preset import DEVIATIONS, REAL_PRETEXT, REAL_PRETEXT_SETS
 from xairepro.experiments.labelfree_study.references import PAIRS, TASK_LABELS, TASKS, pair_metric, published
 from xairepro.experiments.labelfree_study.sets import PRETEXT_EXAMPLES, PretextSet, task_setup
 from xairepro.experiments.labelfree_study.stats import per_seed
@@ -123,7 +124,9 @@ class PretextExperiment(LabelFreeExperiment):
         "paper": {"datasets": ["mnist", "fashion_mnist"], "seeds": [0, 1, 2, 3, 4], "ig_steps": 50,
                   "saliency_methods": ["gradient_shap", "integrated_gradients"], "use_gpu": True,
                   "mnist": _set(PAPER_PRETEXT_AE, None, 1000), "fashion_mnist": _set(PAPER_FASHION_AE, None, 1000)},
+        "real": {**REAL_PRETEXT, **{key: _set(ae, n_test, 1000) for key, (ae, n_test) in REAL_PRETEXT_SETS.items()}},
     }
+    preset_deviations = {"real": DEVIATIONS[name]}
     metrics = _metric_specs()
     tables = (
         TableSpec("Pearson correlation of the saliency maps between pretext tasks",

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from xairepro.experiments.base import Cell, Claim, Context, Figure, MetricSpec, Record, Results, TableSpec, Verdict
 from xairepro.experiments.lico_study.common import QUICK_COMMON, StudyConfig, StudyExperiment, set_label
+from xairepro.experiments.lico_study.real_preset import DEVIATIONS, REAL_COMMON
 from xairepro.experiments.lico_study.references import Published, accuracy_published
 from xairepro.experiments.lico_study.sets import VARIANT_LABELS, StudySet
 from xairepro.experiments.lico_study.stats import advantage, average, gain_advantage, guarded
@@ -118,7 +119,9 @@ class LicoAccuracyExperiment(StudyExperiment):
     presets = {
         "quick": {**QUICK_COMMON, "datasets": ["shapes-k4", "shapes-k8", "shapes-k8-limited"]},
         "paper": {},
+        "real": REAL_COMMON,
     }
+    preset_deviations = {"real": DEVIATIONS}
     metrics = {"accuracy": MetricSpec("test accuracy (%)", higher_is_better("accuracy"))}
     tables = (TableSpec("Test accuracy (%), baseline vs LICO and the loss ablation", ("accuracy",),
                         "seed 000, Tables 2 and 3"),)

@@ -134,6 +134,9 @@ class StudyExperiment(Experiment):
     """Shared grid (data set x variant x seed), cell parameters, references and provenance."""
 
     study = "lico"
+    #: 2: L_MM on unit-norm aggregates (issue 13): cells cached before it (in an existing output folder) are
+    #: recomputed, not only the models (``trained_models.ARTEFACT_VERSION``).
+    version = "2"
 
     def published(self) -> list[Published]:
         return []

@@ -25,6 +25,7 @@ from xairepro.experiments.lico_study.evaluation import (
     EXAMPLES_FILE, METHOD_LABELS, SCORES, STUDY_PROTOCOLS, SaliencySettings, insdel_metric, saliency_scores,
     study_protocol,
 )
+from xairepro.experiments.lico_study.real_preset import DEVIATIONS, REAL_COMMON, REAL_SALIENCY
 from xairepro.experiments.lico_study.references import Published, insdel_published
 from xairepro.experiments.lico_study.robustness import interpretability_robustness_claim, protocol_sensitivity_claim
 from xairepro.experiments.lico_study.sets import VARIANT_LABELS, StudySet, get_study_set
@@ -155,7 +156,9 @@ class LicoInsDelExperiment(StudyExperiment):
         "quick": {**QUICK_COMMON, "datasets": ["shapes-k4", "shapes-k8"],
                   "saliency": {**QUICK_SALIENCY, "faithfulness": ROBUSTNESS_FAITHFULNESS}},
         "paper": {"saliency": {"faithfulness": ROBUSTNESS_FAITHFULNESS}},
+        "real": {**REAL_COMMON, "saliency": REAL_SALIENCY},
     }
+    preset_deviations = {"real": DEVIATIONS}
     metrics = {**insdel_metrics(), **faithfulness_metrics(),
                "explained_accuracy": MetricSpec("accuracy on the explained images (%)", HIGHER_IS_BETTER["accuracy"]),
                "accuracy": MetricSpec("test accuracy of the explained model (%, full test split)",

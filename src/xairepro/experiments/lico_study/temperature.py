@@ -21,6 +21,7 @@ from xairepro.experiments.lico_study.evaluation import METHOD_LABELS, SaliencySe
 from xairepro.experiments.lico_study.insdel import (
     QUICK_SALIENCY, insdel_metrics, insdel_records, insdel_tables, overall_figures,
 )
+from xairepro.experiments.lico_study.real_preset import DEVIATIONS, REAL_COMMON, REAL_SALIENCY
 from xairepro.experiments.lico_study.references import Published, tau_published
 from xairepro.experiments.lico_study.sets import VARIANT_LABELS, StudySet
 from xairepro.experiments.lico_study.stats import difference, guarded
@@ -111,7 +112,9 @@ class LicoTemperatureExperiment(StudyExperiment):
     presets = {
         "quick": {**QUICK_COMMON, "datasets": ["shapes-k4"], "saliency": QUICK_SALIENCY},
         "paper": {},
+        "real": {**REAL_COMMON, "saliency": REAL_SALIENCY},
     }
+    preset_deviations = {"real": DEVIATIONS}
     metrics = {
         "accuracy": MetricSpec("test accuracy (%)", higher_is_better("accuracy")),
         **insdel_metrics(),
