@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from xairepro.errors import ConfigError, UsageError
@@ -125,9 +125,7 @@ class ModelSetup(TrainingSection):
 
     ``data_options`` go to the loader (``subset``: a seeded count or fraction of the training split);
     ``patience``: early stopping on the validation loss after that many epochs without improvement
-    (0: off), best weights restored; ``checkpoint_every``: keep epoch checkpoints (TracIn uses them);
-    ``warmup``: the learning rate rises linearly over the first ``warmup`` optimiser steps, lr (t + 1) / warmup
-    (0: none, the original code; the quick VAEs use it, docs/decisions.md).
+    (0: off), best weights restored; ``checkpoint_every``: keep epoch checkpoints (TracIn uses them).
     The optimiser, schedule and batch fields are :class:`~xairepro.experiments.trained_models.TrainingSection`'s
     (the engine's defaults unless set here).
     """
@@ -146,12 +144,6 @@ class ModelSetup(TrainingSection):
     schedule: str = "none"
     patience: int = 10
     checkpoint_every: int = TrainConfig.checkpoint_every
-    warmup: int = 0
-
-    def train_config(self, **settings: Any) -> TrainConfig:
-        """The engine's config (:meth:`TrainingSection.train_config`) with this setup's learning-rate warm-up."""
-        cfg = super().train_config(**settings)
-        return replace(cfg, schedule=replace(cfg.schedule, warmup=self.warmup)) if self.warmup else cfg
 
     def validate(self, where: str = "model") -> None:
         if not self.data or not self.model or not self.method:
@@ -159,8 +151,8 @@ class ModelSetup(TrainingSection):
         for key in ("epochs", "batch_size"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"{where}.{key} must be >= 1, got {getattr(self, key)}")
-        if self.patience < 0 or self.checkpoint_every < 0 or self.warmup < 0:
-            raise ConfigError(f"{where}: patience, checkpoint_every and warmup must be >= 0")
+        if self.patience < 0 or self.checkpoint_every < 0:
+            raise ConfigError(f"{where}: patience and checkpoint_every must be >= 0")
         # lazy: the training backend imports torch; study configs import this module while listing
         from xairepro.training import check_run_parts
 
