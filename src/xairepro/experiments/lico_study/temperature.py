@@ -30,7 +30,7 @@ from xairepro.experiments.verdict_rules import equivalent
 from xairepro.metrics import higher_is_better
 
 __all__ = ["TauConfig", "LicoTemperatureExperiment", "tau_claim", "same_numbers", "training_records",
-           "training_specs", "TRAINING_METRICS"]
+           "training_specs", "TRAINING_METRICS", "scored_model_records", "accuracy_figures"]
 
 
 @dataclass
@@ -67,6 +67,26 @@ def training_records(cell: Cell, model: StudyModel, keys: tuple[str, ...] = ("tr
 
 def training_specs(keys: tuple[str, ...] = ("train/tau", "train/mm")) -> dict[str, MetricSpec]:
     return {TRAINING_METRICS[k][0]: MetricSpec(TRAINING_METRICS[k][1]) for k in keys}
+
+
+def scored_model_records(cell: Cell, ctx: Context, model: StudyModel,
+                         keys: tuple[str, ...] = ("train/tau", "train/mm")) -> list[Record]:
+    """A trained model's test accuracy, its final training metrics ``keys`` and its saliency scores."""
+    records = [cell.record("accuracy", model.accuracy), *training_records(cell, model, keys)]
+    return records + [r for r in insdel_records(cell, ctx, model) if r.metric != "explained_accuracy"]
+
+
+def accuracy_figures(results: Results, out_dir: Path, caption: str) -> list[Figure]:
+    """Test accuracy per variant (bars: mean ± std over seeds), one group per data set."""
+    # lazy: matplotlib, only when drawing (listing experiments stays cheap)
+    from xairepro.experiments.lico_study.figures import grouped_bars
+
+    frame = results.frame
+    variants = list(dict.fromkeys(frame["variant"]))
+    groups = [(set_label(d), "accuracy", d) for d in dict.fromkeys(frame["dataset"])]
+    path = grouped_bars(results, [("Test accuracy", groups)], variants, VARIANT_LABELS, "accuracy (%)",
+                        Path(out_dir) / "accuracy.png")
+    return [] if path is None else [Figure(path, caption)]
 
 
 def same_numbers(results: Results, keys: list[str], methods: list[str], a: str, b: str, accuracy_margin: float,
@@ -133,24 +153,13 @@ class LicoTemperatureExperiment(StudyExperiment):
         return {"saliency": config_to_dict(cfg.saliency)}
 
     def run_cell(self, cell: Cell, ctx: Context) -> list[Record]:
-        model = self.trained(cell, ctx)
-        records = [cell.record("accuracy", model.accuracy), *training_records(cell, model)]
-        scores = [r for r in insdel_records(cell, ctx, model) if r.metric != "explained_accuracy"]
-        return records + scores
+        return scored_model_records(cell, ctx, self.trained(cell, ctx))
 
     def claims(self, cfg: TauConfig) -> list[Claim]:
         return [tau_claim(list(cfg.datasets), list(cfg.saliency.methods), {s.key: s.num_classes for s in cfg.sets()},
                           cfg.min_skill, cfg.accuracy_margin, cfg.overall_margin)]
 
     def figures(self, results: Results, out_dir: Path) -> list[Figure]:
-        # lazy: matplotlib, only when drawing (listing experiments stays cheap)
-        from xairepro.experiments.lico_study.figures import grouped_bars
-
-        frame = results.frame
-        variants = list(dict.fromkeys(frame["variant"]))
-        groups = [(set_label(d), "accuracy", d) for d in dict.fromkeys(frame["dataset"])]
-        path = grouped_bars(results, [("Test accuracy", groups)], variants, VARIANT_LABELS, "accuracy (%)",
-                            Path(out_dir) / "accuracy.png")
-        out = [] if path is None else [Figure(path, "Test accuracy (%): baseline, tau learnable, tau fixed; "
-                                              "mean ± std over seeds (seed 000, Table 6)")]
-        return out + overall_figures(results, out_dir, "Overall (AUC points)", "seed 000, Table 6")
+        return accuracy_figures(results, out_dir, "Test accuracy (%): baseline, tau learnable, tau fixed; mean ± std "
+                                "over seeds (seed 000, Table 6)") + \
+            overall_figures(results, out_dir, "Overall (AUC points)", "seed 000, Table 6")

@@ -27,14 +27,16 @@ from typing import Any
 from xairepro.config import config_to_dict
 from xairepro.errors import ConfigError
 from xairepro.experiments.base import Cell, Claim, Context, Figure, MetricSpec, Record, Results, TableSpec, Verdict
-from xairepro.experiments.lico_study.common import QUICK_COMMON, StudyConfig, StudyExperiment, set_label
+from xairepro.experiments.lico_study.common import QUICK_COMMON, StudyConfig, StudyExperiment
 from xairepro.experiments.lico_study.evaluation import SaliencySettings
 from xairepro.experiments.lico_study.insdel import (
-    QUICK_SALIENCY, examples_figure, insdel_metrics, insdel_records, insdel_tables, overall_figures,
+    QUICK_SALIENCY, examples_figure, insdel_metrics, insdel_tables, overall_figures,
 )
 from xairepro.experiments.lico_study.sets import VARIANT_LABELS, VARIANTS, StudySet
 from xairepro.experiments.lico_study.stats import guarded
-from xairepro.experiments.lico_study.temperature import same_numbers, training_records, training_specs
+from xairepro.experiments.lico_study.temperature import (
+    accuracy_figures, same_numbers, scored_model_records, training_specs,
+)
 from xairepro.metrics import higher_is_better
 
 __all__ = ["CODE_VARIANTS", "VariantsConfig", "LicoVariantsExperiment", "code_choice_claim"]
@@ -121,9 +123,7 @@ class LicoVariantsExperiment(StudyExperiment):
         return {"saliency": config_to_dict(cfg.saliency)}
 
     def run_cell(self, cell: Cell, ctx: Context) -> list[Record]:
-        model = self.trained(cell, ctx)
-        records = [cell.record("accuracy", model.accuracy), *training_records(cell, model, TRAINING_KEYS)]
-        return records + [r for r in insdel_records(cell, ctx, model) if r.metric != "explained_accuracy"]
+        return scored_model_records(cell, ctx, self.trained(cell, ctx), TRAINING_KEYS)
 
     def claims(self, cfg: VariantsConfig) -> list[Claim]:
         classes = {s.key: s.num_classes for s in cfg.sets()}
@@ -132,15 +132,8 @@ class LicoVariantsExperiment(StudyExperiment):
                 for v in cfg.variants if v not in ("baseline", "lico")]
 
     def figures(self, results: Results, out_dir: Path) -> list[Figure]:
-        # lazy: matplotlib, only when drawing (listing experiments stays cheap)
-        from xairepro.experiments.lico_study.figures import grouped_bars
-
-        frame = results.frame
-        variants = list(dict.fromkeys(frame["variant"]))
-        groups = [(set_label(d), "accuracy", d) for d in dict.fromkeys(frame["dataset"])]
-        path = grouped_bars(results, [("Test accuracy", groups)], variants, VARIANT_LABELS, "accuracy (%)",
-                            Path(out_dir) / "accuracy.png")
-        out = [] if path is None else [Figure(path, "Test accuracy (%) of LICO as the paper describes it and with "
-                                              "each departure of the authors' code; mean ± std over seeds")]
-        return out + overall_figures(results, out_dir, "Overall (AUC points)", "no published table") + \
+        variants = list(dict.fromkeys(results.frame["variant"]))
+        return accuracy_figures(results, out_dir, "Test accuracy (%) of LICO as the paper describes it and with each "
+                                "departure of the authors' code; mean ± std over seeds") + \
+            overall_figures(results, out_dir, "Overall (AUC points)", "no published table") + \
             examples_figure(results, out_dir, self.name, variants)
