@@ -27,15 +27,14 @@ from typing import Any
 from xairepro.config import config_to_dict
 from xairepro.errors import ConfigError
 from xairepro.experiments.base import Cell, Claim, Context, Figure, MetricSpec, Record, Results, TableSpec, Verdict
-from xairepro.experiments.lico_study.common import QUICK_COMMON, StudyConfig, StudyExperiment
-from xairepro.experiments.lico_study.evaluation import SaliencySettings
+from xairepro.experiments.lico_study.common import QUICK_COMMON, StudyExperiment
 from xairepro.experiments.lico_study.insdel import (
     QUICK_SALIENCY, examples_figure, insdel_metrics, insdel_tables, overall_figures,
 )
 from xairepro.experiments.lico_study.sets import VARIANT_LABELS, VARIANTS, StudySet
 from xairepro.experiments.lico_study.stats import guarded
 from xairepro.experiments.lico_study.temperature import (
-    accuracy_figures, same_numbers, scored_model_records, training_specs,
+    TauConfig, accuracy_figures, same_numbers, scored_model_records, training_specs,
 )
 from xairepro.metrics import higher_is_better
 
@@ -55,25 +54,17 @@ TRAINING_KEYS = ("train/tau", "train/mm", "train/ot")
 
 
 @dataclass
-class VariantsConfig(StudyConfig):
-    """CIFAR-10 x baseline, LICO (paper) and the code's four departures; the tau claim's margins."""
+class VariantsConfig(TauConfig):
+    """CIFAR-10 x baseline, LICO (paper) and the code's four departures; the tau claim's margins and checks."""
 
     datasets: list[str] = field(default_factory=lambda: ["cifar10"])
     variants: list[str] = field(default_factory=lambda: ["baseline", "lico", *CODE_VARIANTS])
-    saliency: SaliencySettings = field(default_factory=SaliencySettings)
-    #: Equivalence margins: test accuracy (points) and Overall (AUC points), as Table 6's tau claim.
-    accuracy_margin: float = 1.0
-    overall_margin: float = 2.0
 
     def validate(self) -> None:
         super().validate()
-        self.saliency.validate()
         if "lico" not in self.variants:
             raise ConfigError("lico-variants compares every variant with 'lico' (the paper's LICO): "
                               f"add it to variants (got {self.variants})")
-        if not (self.accuracy_margin > 0 and self.overall_margin > 0):
-            raise ConfigError(f"accuracy_margin and overall_margin must be > 0, got {self.accuracy_margin}, "
-                              f"{self.overall_margin}")
 
 
 def code_choice_claim(variant: str, keys: list[str], methods: list[str], classes: dict[str, int] | None = None,
